@@ -1,0 +1,184 @@
+; core_head.orc - the part of the orchestra that the instrument owns, compiled
+; before the user's orchestra.  It holds the sample clock, the step buffer that
+; Python fills ahead of the clock, and the buses that voices mix into.
+;
+; Python prepends the header (sr, ksmps, nchnls, 0dbfs) and these constants
+; (see appliance/engine/orchestra.py):
+;   giRingSize      slots in the step ring buffer
+;   giMaxNotes      notes per step
+;   giStepsPerBeat  steps per beat (4 = sixteenth notes)
+;   giBeatsPerBar   beats per bar
+;   giStartSample   sample of the first beat
+;   giTempoMin, giTempoMax   tempo limits (BPM), the same as the parameter's
+;
+; Why the clock lives here: Csound's real-time event insertion either rounds
+; onsets to a k-cycle or, with --sample-accurate, puts some exactly one k-cycle
+; late (Csound 6.18).  So no onset is ever sent with a time.  The clock below
+; computes each onset's exact sample itself and starts the voice one k-cycle
+; early; the voice delays its output so that its first sample lands on the
+; onset sample (opcode VoiceOut).
+
+giNoteFields = 6                                 ; instr, pitch, velocity, gate (beats), pan, timbre
+giFields = 2 + giMaxNotes * giNoteFields         ; per slot: stamp, note count, notes
+giBarSteps = giStepsPerBeat * giBeatsPerBar
+; step ring: Python writes step k into slot k % giRingSize with stamp k + 1
+giSteps ftgen 0, 0, giRingSize * giFields, -2, 0
+; what was played one bar ago, slot per step of the bar: the fill-in when
+; Python has not delivered a step in time (see instr Clock)
+giPlayed ftgen 0, 0, giBarSteps * giFields, -2, 0
+giSine ftgen 0, 0, 16384, 10, 1
+
+gkNextStep init 0      ; the next step the clock will dispatch
+gkLateSteps init 0     ; steps played from the fill-in because Python was late
+gkLateNotes init 0     ; notes that reached Csound after their step was played
+gkNotes init 0         ; notes dispatched
+gkDspFaults init 0     ; blocks muted because the mix was not finite
+
+; the buses: voices add to them, instr Master clears them every cycle
+gaDryL init 0
+gaDryR init 0
+gaReverbL init 0
+gaReverbR init 0
+gaEchoL init 0
+gaEchoR init 0
+
+; VoiceOut: place a voice's audio on its onset sample and mix it into the buses.
+; A voice instance starts at the k-cycle boundary before its onset; idelay
+; (p4 of every voice, ksmps <= idelay < 2*ksmps) is how many samples later the
+; onset is.  delay's buffer is idelay samples long, so the voice's first sample
+; comes out exactly on the onset sample.  idelay is never 0 (delay refuses 0).
+opcode VoiceOut, 0, aaikk
+  aL, aR, idelay, kreverb, kecho xin
+  aL delay aL, idelay / sr
+  aR delay aR, idelay / sr
+  gaDryL += aL
+  gaDryR += aR
+  gaReverbL += aL * kreverb
+  gaReverbR += aR * kreverb
+  gaEchoL += aL * kecho
+  gaEchoR += aR * kecho
+endop
+
+; VoiceDuration: the instance length a voice needs (seconds): its onset delay,
+; its gate and its release tail.
+opcode VoiceDuration, i, iii
+  idelay, igate, irelease xin
+  xout idelay / sr + igate + irelease
+endop
+
+; StepWrite: Python's way to hand the clock the notes of one step, ahead of
+; time.  Init-only, so it runs at the start of a k-cycle, before the clock.
+;   p4 step index, p5 note count, p6... notes (giNoteFields values each)
+instr StepWrite
+  istep = p4
+  icount = min(p5, giMaxNotes)
+  if istep < i(gkNextStep) then
+    ; too late: the clock has played this step from the fill-in already
+    gkLateNotes += icount
+    turnoff
+  endif
+  ibase = (istep % giRingSize) * giFields
+  ; invalidate the slot before filling it, then stamp it
+  tabw_i 0, ibase, giSteps
+  tabw_i icount, ibase + 1, giSteps
+  ifield = 0
+  while ifield < icount * giNoteFields do
+    tabw_i p(6 + ifield), ibase + 2 + ifield, giSteps
+    ifield += 1
+  od
+  tabw_i istep + 1, ibase, giSteps
+  turnoff
+endin
+
+; StepNotes: dispatch the notes stored at ibase in giPlayed (k-rate UDO)
+opcode DispatchNotes, k, kkk
+  kbase, kdelay, kbeatSeconds xin
+  kcount = tab:k(kbase + 1, giPlayed)
+  knote = 0
+  while knote < kcount do
+    kfield = kbase + 2 + knote * giNoteFields
+    kinstr = tab:k(kfield, giPlayed)
+    if kinstr > 0 then
+      event "i", kinstr, 0, 1, kdelay, tab:k(kfield + 1, giPlayed), \
+            tab:k(kfield + 2, giPlayed), tab:k(kfield + 3, giPlayed) * kbeatSeconds, \
+            tab:k(kfield + 4, giPlayed), tab:k(kfield + 5, giPlayed)
+    endif
+    knote += 1
+  od
+  xout kcount
+endop
+
+; Clock: the instrument's sample clock.  Started once, at time 0, and runs for
+; the whole performance.
+;
+; Each k-cycle c covers samples [c*ksmps, (c+1)*ksmps).  In cycle c the clock
+; dispatches every step whose onset falls in cycle c+2: the voice event it
+; fires starts in cycle c+1, and its output is delayed by
+; onset - (c+1)*ksmps samples, which is in [ksmps, 2*ksmps).
+;
+; Positions are kept in samples as doubles and integrated beat by beat, so
+; there is no drift; each onset is the nearest sample to its ideal position.
+; Tempo and swing are read when a beat is dispatched and hold for that whole
+; beat: a tempo change takes effect from the next beat.
+;
+; Fill-in rule: if the slot of a step does not hold that step (Python fell
+; behind by more than its lookahead), the clock plays what it played at the
+; same step one bar earlier, so the music loops its last bar instead of going
+; silent, and nothing is ever played late or bunched.
+instr Clock
+  kcycle init 0
+  kpos init giStartSample        ; exact position of the next step (samples)
+  kbeatStart init giStartSample
+  kbeatLen init 0
+  kswing init 0.5
+  kbeats init 0                  ; beats dispatched
+  kwindow = (kcycle + 2) * ksmps
+  while kpos < kwindow + ksmps do
+    kinBeat = gkNextStep % giStepsPerBeat
+    if kinBeat == 0 then
+      kbeatStart = kpos
+      kbeatLen = 60 * sr / limit(chnget:k("tempo"), giTempoMin, giTempoMax)
+      kswing = limit(chnget:k("swing"), 50, 75) / 100
+    endif
+    konset = floor(kpos + 0.5)
+    kdelay = konset - (kcycle + 1) * ksmps
+    if kinBeat == 0 then
+      kaccent = (kbeats % giBeatsPerBar == 0 ? 1 : 0)
+      if chnget:k("click") >= 0.5 then
+        event "i", "Click", 0, 1, kdelay, kaccent, chnget:k("click_level")
+      endif
+      kbeats += 1
+    endif
+    ; take the step from the ring if Python delivered it, else keep last bar's
+    kplayed = (gkNextStep % giBarSteps) * giFields
+    kslot = (gkNextStep % giRingSize) * giFields
+    if tab:k(kslot, giSteps) == gkNextStep + 1 then
+      kfield = 0
+      while kfield < giFields do
+        tabw tab:k(kslot + kfield, giSteps), kplayed + kfield, giPlayed
+        kfield += 1
+      od
+    else
+      gkLateSteps += 1
+    endif
+    gkNotes += DispatchNotes(kplayed, kdelay, kbeatLen / sr)
+    ; advance to the next step: swing delays the second step of each pair
+    gkNextStep += 1
+    kinBeat = gkNextStep % giStepsPerBeat
+    if kinBeat == 0 then
+      kpos = kbeatStart + kbeatLen
+    else
+      kpos = kbeatStart + (2 * floor(kinBeat / 2) + (kinBeat % 2) * 2 * kswing) \
+                          * kbeatLen / giStepsPerBeat
+    endif
+  od
+  kcycle += 1
+  chnset gkNextStep, "clock_step"
+  chnset kbeats, "clock_beats"
+  chnset 60 * sr / kbeatLen, "clock_tempo"
+  chnset gkLateSteps, "late_steps"
+  chnset gkLateNotes, "late_notes"
+  chnset gkNotes, "notes"
+  chnset gkDspFaults, "dsp_faults"
+  chnset kcycle * ksmps, "time_samples"
+endin

@@ -1,0 +1,254 @@
+"""Csound, through ctcsound: the audio engine and the owner of the sample clock.
+
+Python never runs on Csound's audio thread.  No Python callback is installed:
+Csound's messages go to its own message buffer (a C callback) and are drained
+from a Python thread; parameters go in through control channels; steps go in
+as score events through the performance thread's queue.
+
+Two ways to run:
+* real time: Csound's performance thread (native, real-time priority where the
+  system allows), paced by the audio device (ALSA, JACK, or the null module,
+  which sleeps to the wall clock);
+* offline: the caller performs k-cycle after k-cycle, as fast as the CPU
+  allows, into a WAV file.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import ctcsound
+
+from appliance.engine.orchestra import REQUIRED_INSTRUMENTS, ClockLayout, Orchestra
+from appliance.engine.rtprio import create_with_priority
+from appliance.errors import EngineError, OrchestraError
+
+log = logging.getLogger("appliance.engine")
+
+AUDIO_BACKENDS = ("null", "alsa", "jack")
+STEP_WRITE = "StepWrite"
+
+_MSG_TYPE_MASK = 0x7000
+_MSG_ERROR = 0x1000
+_MSG_WARNING = 0x4000
+_XRUN = re.compile(r"underrun|overrun|xrun", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class RealtimeOutput:
+    """Play through an audio device."""
+
+    backend: str = "null"          # null | alsa | jack
+    device: str = "default"        # ALSA device (hw:0, plughw:1 ...) or JACK port prefix
+    buffer: int = 256              # -b, frames
+    hardware_buffer: int = 1024    # -B, frames
+    realtime_priority: int = 70    # SCHED_FIFO priority of Csound's thread, 0: do not ask
+
+    def options(self) -> list[str]:
+        if self.backend not in AUDIO_BACKENDS:
+            known = ", ".join(AUDIO_BACKENDS)
+            raise EngineError(f"unknown audio backend {self.backend!r}; use one of {known}")
+        dac = "-odac" if self.backend == "null" or self.device == "default" else f"-odac:{self.device}"
+        options = [dac, f"-+rtaudio={self.backend}", f"-b{self.buffer}", f"-B{self.hardware_buffer}"]
+        if self.backend == "jack":
+            options.append("-+jack_client=appliance")
+        return options
+
+
+@dataclass(frozen=True)
+class FileOutput:
+    """Render into a 24-bit WAV file, faster than real time."""
+
+    path: Path
+
+    def options(self) -> list[str]:
+        return [f"-o{self.path}", "-W", "-3"]
+
+
+Output = RealtimeOutput | FileOutput
+
+
+class Engine:
+    """One Csound instance performing one orchestra."""
+
+    def __init__(self, layout: ClockLayout) -> None:
+        self.layout = layout
+        self.realtime = False            # running at real-time priority
+        self.warnings: list[str] = []
+        self.xruns = 0
+        self._cs: ctcsound.Csound | None = None
+        self._thread: ctcsound.CsoundPerformanceThread | None = None
+        self._output: Output | None = None
+        self._numbers: dict[str, int] = {}
+        self._partial = ""
+        self._drain_lock = threading.Lock()
+        self._recording = False
+
+    # -- life cycle --------------------------------------------------------
+
+    def open(self, orchestra: Orchestra, output: Output) -> None:
+        """Compile the orchestra and start Csound (not yet performing).
+
+        Raises OrchestraError (file and line) if the orchestra does not
+        compile or lacks an instrument, EngineError if the audio device
+        cannot be opened.
+        """
+        if self._cs is not None:
+            raise EngineError("the engine is already open")
+        cs = ctcsound.Csound()
+        cs.createMessageBuffer(False)
+        for option in ["-d", "-m4", "-+msg_color=0", "--nchnls=2", *output.options()]:
+            cs.setOption(option)
+        composed = orchestra.compose(self.layout)
+        self._cs, self._output = cs, output
+        try:
+            if cs.compileOrc(composed.text) != 0:
+                raise composed.compile_error(self._take_messages())
+            cs.readScore('f 0 z\ni "Clock" 0 -1\ni "Fx" 0 -1\ni "Master" 0 -1\n')
+            if cs.start() != 0:
+                raise EngineError("Csound could not start: " + " ".join(self._take_messages()[-3:]).strip())
+            self._numbers = self._instrument_numbers(composed.pieces[2].name)
+        except BaseException:
+            self._destroy()
+            raise
+
+    def perform(self, record: Path | None = None) -> None:
+        """Start performing in real time on Csound's own thread.
+
+        With `record`, what is played is also written to a 24-bit WAV file,
+        from the first sample: the performance thread copies each block into
+        a ring buffer and a writer thread of its own writes the file, so no
+        disk write happens on the audio thread.
+        """
+        if not isinstance(self._output, RealtimeOutput) or self._cs is None:
+            raise EngineError("perform() needs an engine opened on a real-time output")
+        cs = self._cs
+        priority = self._output.realtime_priority
+        spawned = create_with_priority(lambda: ctcsound.CsoundPerformanceThread(cs.csound()), priority)
+        self._thread = spawned.value
+        self.realtime = spawned.realtime
+        if spawned.warning:
+            self.warnings.append(spawned.warning)
+            log.warning(spawned.warning)
+        if record is not None:
+            # queued before play(), so the file starts at the performance's first sample
+            self._thread.record(str(record), 24, 256)
+            self._recording = True
+        self._thread.play()
+
+    def perform_cycle(self) -> bool:
+        """Offline: perform one k-cycle.  False when Csound has finished."""
+        if self._cs is None or self._thread is not None:
+            raise EngineError("perform_cycle() needs an engine opened on a file output")
+        return self._cs.performKsmps() == 0
+
+    def close(self) -> None:
+        """Stop performing and free Csound.  Safe to call twice."""
+        if self._thread is not None:
+            if self._recording:
+                self._thread.stopRecord()
+            self._thread.stop()
+            self._thread.join()
+            self._thread = None
+        self._destroy()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def is_open(self) -> bool:
+        return self._cs is not None
+
+    @property
+    def running(self) -> bool:
+        """True while the performance goes on (real time: the thread has not stopped)."""
+        if self._thread is not None:
+            return self._thread.status() == 0
+        return self._cs is not None
+
+    # -- talking to the orchestra -----------------------------------------
+
+    def instrument(self, name: str) -> int:
+        return self._numbers[name]
+
+    def send_step(self, step: int, fields: list[float]) -> None:
+        """Hand the clock the notes of one step (see instr StepWrite)."""
+        self._event([float(self._numbers[STEP_WRITE]), 0.0, 0.0, float(step), *fields])
+
+    def set_channel(self, name: str, value: float) -> None:
+        self._require().setControlChannel(name, float(value))
+
+    def channel(self, name: str) -> float:
+        value, _ = self._require().controlChannel(name)
+        return value
+
+    @property
+    def sample_rate(self) -> int:
+        return self.layout.sample_rate
+
+    # -- messages ------------------------------------------------------------
+
+    def drain_messages(self) -> list[tuple[int, str]]:
+        """Take Csound's messages as (logging level, line), counting xruns."""
+        lines: list[tuple[int, str]] = []
+        with self._drain_lock:
+            cs = self._cs
+            if cs is None:
+                return lines
+            while cs.messageCnt() > 0:
+                text, attr = cs.firstMessage(), cs.firstMessageAttr()
+                cs.popFirstMessage()
+                level = {_MSG_ERROR: logging.ERROR, _MSG_WARNING: logging.WARNING}.get(
+                    attr & _MSG_TYPE_MASK, logging.DEBUG)
+                self._partial += text
+                while "\n" in self._partial:
+                    line, self._partial = self._partial.split("\n", 1)
+                    if line.strip():
+                        lines.append((level, line.rstrip()))
+        for _, line in lines:
+            if _XRUN.search(line) and "record buffer" not in line:
+                self.xruns += 1
+        return lines
+
+    # -- internals -------------------------------------------------------------
+
+    def _require(self) -> ctcsound.Csound:
+        if self._cs is None:
+            raise EngineError("the engine is not open")
+        return self._cs
+
+    def _event(self, pfields: list[float]) -> None:
+        if self._thread is not None:
+            self._thread.scoreEvent(False, "i", pfields)
+        else:
+            self._require().scoreEvent("i", pfields)
+
+    def _take_messages(self) -> list[str]:
+        return [line for _, line in self.drain_messages()] + ([self._partial] if self._partial else [])
+
+    def _instrument_numbers(self, orchestra_name: str) -> dict[str, int]:
+        cs = self._require()
+        numbers = {}
+        for name in (STEP_WRITE, *REQUIRED_INSTRUMENTS):
+            number = int(cs.evalCode(f'return nstrnum("{name}")'))
+            if number <= 0:
+                raise OrchestraError(orchestra_name, None, f"the orchestra has no instr {name}")
+            numbers[name] = number
+        self._take_messages()
+        return numbers
+
+    def _destroy(self) -> None:
+        if self._cs is None:
+            return
+        for level, line in self.drain_messages():
+            log.log(level, "csound: %s", line)
+        cs, self._cs = self._cs, None
+        cs.cleanup()
+        cs.destroyMessageBuffer()

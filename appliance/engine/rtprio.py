@@ -1,0 +1,71 @@
+"""Real-time scheduling for Csound's performance thread.
+
+The performance thread is created in C (libcsnd6), so Python cannot set its
+policy by name.  On Linux a new thread inherits the scheduling policy of the
+thread that creates it, so we create it from a short-lived Python thread that
+has raised itself to SCHED_FIFO: the native thread inherits the policy, and
+no Python thread keeps it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Spawned(Generic[T]):
+    value: T
+    realtime: bool
+    warning: str | None
+
+
+def create_with_priority(create: Callable[[], T], priority: int) -> Spawned[T]:
+    """Call create() in a thread running SCHED_FIFO at priority (0: normal policy).
+
+    If the system refuses real-time scheduling (no CAP_SYS_NICE, no
+    LimitRTPRIO, a container), create() still runs, at normal priority, and
+    the warning says why.
+    """
+    box: dict[str, object] = {}
+
+    def run() -> None:
+        if priority > 0:
+            try:
+                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+                box["realtime"] = True
+            except OSError as exc:
+                box["warning"] = (f"cannot give Csound's thread real-time priority {priority} "
+                                  f"({exc.strerror}); it runs at normal priority. "
+                                  "Allow it with LimitRTPRIO= in the service, "
+                                  "or an rtprio limit for the audio group.")
+        try:
+            box["value"] = create()
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, name="rt-spawn")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return Spawned(box["value"], bool(box.get("realtime")), box.get("warning"))  # type: ignore[arg-type]
+
+
+def thread_policies() -> dict[int, tuple[str, int]]:
+    """{tid: (policy name, rt priority)} for every thread of this process."""
+    names = {os.SCHED_OTHER: "other", os.SCHED_FIFO: "fifo", os.SCHED_RR: "rr"}
+    found = {}
+    for entry in os.listdir("/proc/self/task"):
+        tid = int(entry)
+        try:
+            policy = os.sched_getscheduler(tid)
+            found[tid] = (names.get(policy, str(policy)), os.sched_getparam(tid).sched_priority)
+        except OSError:
+            continue  # the thread ended while we looked
+    return found
