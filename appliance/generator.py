@@ -110,10 +110,8 @@ class Generator:
         scale = theory.SCALES[_choice(params, "scale")]
         if index > 0 and s.rng.random() < params["variation"]:
             s.phrase[s.rng.randrange(PHRASE_LENGTH)] = s.rng.random()
-        if index > 0 and s.rng.random() < params["variation"] * 0.5 and len(s.ranking) > 3:
-            # swap two neighbours among the weaker half: the groove shifts a little
-            i = s.rng.randrange(len(s.ranking) // 2, len(s.ranking) - 1)
-            s.ranking[i], s.ranking[i + 1] = s.ranking[i + 1], s.ranking[i]
+        if index > 0 and s.rng.random() < params["variation"] * 0.5:
+            self._shift_groove(params)
         s.bars_in_chord += 1
         if index == 0 or s.bars_in_chord >= int(params["changes"]):
             s.bars_in_chord = 0
@@ -121,6 +119,18 @@ class Generator:
                 choices, weights = zip(*theory.next_roots(scale, s.chord_root), strict=False)
                 s.chord_root = s.rng.choices(choices, weights)[0]
             s.pad_pending = True
+
+    def _shift_groove(self, params: Mapping[str, float]) -> None:
+        """Swap two neighbouring ranks at the edge of what plays: one step
+        leaves the groove, its neighbour in rank joins.  The Euclidean hits
+        keep their ranks, so the pattern keeps its identity."""
+        s = self._state
+        hits = min(int(params["hits"]), len(s.ranking))
+        edge = rhythm.active_count(params["density"], len(s.ranking))
+        low, high = max(hits, edge - 2), min(len(s.ranking) - 1, edge + 2)
+        if low < high:
+            i = s.rng.randrange(low, high)
+            s.ranking[i], s.ranking[i + 1] = s.ranking[i + 1], s.ranking[i]
 
     # -- one playing step --------------------------------------------------
 

@@ -6,16 +6,24 @@ import random
 
 
 def euclidean(hits: int, steps: int, rotation: int = 0) -> list[bool]:
-    """hits spread as evenly as possible over steps, rotated left by rotation.
+    """hits spread as evenly as possible over steps (Bjorklund), rotated left.
 
-    Step i is a hit when (i * hits) mod steps < hits: the same rhythms as
-    Bjorklund's algorithm up to rotation, with the first step always a hit
-    (E(3, 8) is x..x..x.).
+    Gives the rhythms as Toussaint catalogued them: E(3, 8) = x..x..x.,
+    E(5, 8) = x.xx.xx.; the first step is a hit unless rotated away.
     """
     if steps < 1:
         raise ValueError("steps must be at least 1")
     hits = max(0, min(hits, steps))
-    pattern = [(i * hits) % steps < hits for i in range(steps)]
+    if hits in (0, steps):
+        return [hits == steps] * steps
+    # Bjorklund: pair the hit groups with the rest groups until one rest group is left
+    front: list[list[bool]] = [[True] for _ in range(hits)]
+    back: list[list[bool]] = [[False] for _ in range(steps - hits)]
+    while len(back) > 1:
+        paired = min(len(front), len(back))
+        front, back = ([front[i] + back[i] for i in range(paired)],
+                       front[paired:] if len(front) > paired else back[paired:])
+    pattern = [beat for group in front + back for beat in group]
     rotation %= steps
     return pattern[rotation:] + pattern[:rotation]
 

@@ -5,6 +5,8 @@
 ;   instr Click, Lead, Bass, Pad, Perc   the voices
 ;   instr Fx                             effects, always on, defined after the voices
 ; Do not set sr, ksmps, nchnls or 0dbfs: the instrument sets them.
+; Avoid backslash line continuations: Csound 6.18 then reports compile errors
+; on later lines one line too far down.
 ;
 ; Every voice receives
 ;   p4 onset delay in samples (pass it to VoiceOut and VoiceDuration)
@@ -135,8 +137,9 @@ instr Fx
   aechoL deltap3 ktime
   aechoR deltap3 2 * ktime
   delayw (gaEchoL + gaEchoR) * 0.5 + aechoR * 0.5
-  arevL, arevR reverbsc gaReverbL + aechoL * 0.2, gaReverbR + aechoR * 0.2, \
-                        0.86, 4000 + 8000 * kbright
+  arevInL = gaReverbL + aechoL * 0.2
+  arevInR = gaReverbR + aechoR * 0.2
+  arevL, arevR reverbsc arevInL, arevInR, 0.86, 4000 + 8000 * kbright
   gaDryL += aechoL * 0.6 + arevL * 0.6
   gaDryR += aechoR * 0.6 + arevR * 0.6
 endin

@@ -90,7 +90,8 @@ instr StepWrite
   turnoff
 endin
 
-; StepNotes: dispatch the notes stored at ibase in giPlayed (k-rate UDO)
+; DispatchNotes: dispatch the notes of the step stored at kbase in giPlayed;
+; returns how many notes it dispatched
 opcode DispatchNotes, k, kkk
   kbase, kdelay, kbeatSeconds xin
   kcount = tab:k(kbase + 1, giPlayed)
@@ -98,10 +99,13 @@ opcode DispatchNotes, k, kkk
   while knote < kcount do
     kfield = kbase + 2 + knote * giNoteFields
     kinstr = tab:k(kfield, giPlayed)
+    kpitch = tab:k(kfield + 1, giPlayed)
+    kvelocity = tab:k(kfield + 2, giPlayed)
+    kgate = tab:k(kfield + 3, giPlayed) * kbeatSeconds
+    kpan = tab:k(kfield + 4, giPlayed)
+    ktimbre = tab:k(kfield + 5, giPlayed)
     if kinstr > 0 then
-      event "i", kinstr, 0, 1, kdelay, tab:k(kfield + 1, giPlayed), \
-            tab:k(kfield + 2, giPlayed), tab:k(kfield + 3, giPlayed) * kbeatSeconds, \
-            tab:k(kfield + 4, giPlayed), tab:k(kfield + 5, giPlayed)
+      event "i", kinstr, 0, 1, kdelay, kpitch, kvelocity, kgate, kpan, ktimbre
     endif
     knote += 1
   od
@@ -120,6 +124,10 @@ endop
 ; there is no drift; each onset is the nearest sample to its ideal position.
 ; Tempo and swing are read when a beat is dispatched and hold for that whole
 ; beat: a tempo change takes effect from the next beat.
+;
+; (No line continuations in these files: Csound 6.18 miscounts the lines
+; after a backslash continuation, which would shift the line numbers of
+; compile errors in the user's orchestra.)
 ;
 ; Fill-in rule: if the slot of a step does not hold that step (Python fell
 ; behind by more than its lookahead), the clock plays what it played at the
@@ -168,8 +176,8 @@ instr Clock
     if kinBeat == 0 then
       kpos = kbeatStart + kbeatLen
     else
-      kpos = kbeatStart + (2 * floor(kinBeat / 2) + (kinBeat % 2) * 2 * kswing) \
-                          * kbeatLen / giStepsPerBeat
+      kpair = 2 * floor(kinBeat / 2) + (kinBeat % 2) * 2 * kswing
+      kpos = kbeatStart + kpair * kbeatLen / giStepsPerBeat
     endif
   od
   kcycle += 1

@@ -24,6 +24,7 @@ from pathlib import Path
 import ctcsound
 
 from appliance.engine.orchestra import REQUIRED_INSTRUMENTS, ClockLayout, Orchestra
+from appliance.engine.recorder import RING_CYCLES, WavRecorder
 from appliance.engine.rtprio import create_with_priority
 from appliance.errors import EngineError, OrchestraError
 
@@ -36,6 +37,9 @@ _MSG_TYPE_MASK = 0x7000
 _MSG_ERROR = 0x1000
 _MSG_WARNING = 0x4000
 _XRUN = re.compile(r"underrun|overrun|xrun", re.IGNORECASE)
+# end-of-performance statistics that Csound sends with the error attribute
+_BENIGN = re.compile(r"end of score|overall (amps|samples out of range)|^\s*0 errors in performance"
+                     r"|^Score finished|elapsed time", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,7 @@ class Engine:
         self._numbers: dict[str, int] = {}
         self._partial = ""
         self._drain_lock = threading.Lock()
-        self._recording = False
+        self._recorder: WavRecorder | None = None
 
     # -- life cycle --------------------------------------------------------
 
@@ -120,13 +124,16 @@ class Engine:
         """Start performing in real time on Csound's own thread.
 
         With `record`, what is played is also written to a 24-bit WAV file,
-        from the first sample: the performance thread copies each block into
-        a ring buffer and a writer thread of its own writes the file, so no
-        disk write happens on the audio thread.
+        from the first sample, by a Python thread (see recorder.py).
         """
         if not isinstance(self._output, RealtimeOutput) or self._cs is None:
             raise EngineError("perform() needs an engine opened on a real-time output")
         cs = self._cs
+        if record is not None:
+            # before the first k-cycle, so the file starts at the performance's first sample
+            frames = RING_CYCLES * self.layout.ksmps
+            cs.scoreEvent("i", [float(self._numbers["Recorder"]), 0.0, -1.0, float(frames)])
+            self._recorder = WavRecorder(record, self.layout.sample_rate, frames, self.channel, cs.table)
         priority = self._output.realtime_priority
         spawned = create_with_priority(lambda: ctcsound.CsoundPerformanceThread(cs.csound()), priority)
         self._thread = spawned.value
@@ -134,11 +141,9 @@ class Engine:
         if spawned.warning:
             self.warnings.append(spawned.warning)
             log.warning(spawned.warning)
-        if record is not None:
-            # queued before play(), so the file starts at the performance's first sample
-            self._thread.record(str(record), 24, 256)
-            self._recording = True
         self._thread.play()
+        if self._recorder is not None:
+            self._recorder.start()
 
     def perform_cycle(self) -> bool:
         """Offline: perform one k-cycle.  False when Csound has finished."""
@@ -149,11 +154,15 @@ class Engine:
     def close(self) -> None:
         """Stop performing and free Csound.  Safe to call twice."""
         if self._thread is not None:
-            if self._recording:
-                self._thread.stopRecord()
             self._thread.stop()
             self._thread.join()
             self._thread = None
+        if self._recorder is not None:
+            self._recorder.stop()
+            if self._recorder.frames_lost:
+                log.error("the recording lost %d frames: Python fell behind by more than its ring",
+                          self._recorder.frames_lost)
+            self._recorder = None
         self._destroy()
 
     def __enter__(self) -> Engine:
@@ -211,7 +220,7 @@ class Engine:
                 while "\n" in self._partial:
                     line, self._partial = self._partial.split("\n", 1)
                     if line.strip():
-                        lines.append((level, line.rstrip()))
+                        lines.append((logging.DEBUG if _BENIGN.search(line) else level, line.rstrip()))
         for _, line in lines:
             if _XRUN.search(line) and "record buffer" not in line:
                 self.xruns += 1
@@ -236,7 +245,7 @@ class Engine:
     def _instrument_numbers(self, orchestra_name: str) -> dict[str, int]:
         cs = self._require()
         numbers = {}
-        for name in (STEP_WRITE, *REQUIRED_INSTRUMENTS):
+        for name in (STEP_WRITE, "Recorder", *REQUIRED_INSTRUMENTS):
             number = int(cs.evalCode(f'return nstrnum("{name}")'))
             if number <= 0:
                 raise OrchestraError(orchestra_name, None, f"the orchestra has no instr {name}")

@@ -1,0 +1,78 @@
+"""Shared helpers: render with the real Csound and read the result back."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from appliance import config as config_module
+from appliance.analysis import read_wav
+from appliance.instrument import render_to
+from appliance.params import PARAMETERS
+from appliance.scenario import Scenario
+
+SR = 48000
+KSMPS = 64
+START = 2 * KSMPS   # the clock's first beat
+
+# only the click: onsets are beats
+CLICK_ONLY = {"click": 1, "click_level": 1, "density": 0, "reverb": 0, "echo": 0}
+# only the percussion voice, on every step: onsets are steps
+PERC_ONLY = {"click": 0, "density": 1, "lead": 0, "bass": 0, "pad": 0, "perc": 1,
+             "reverb": 0, "echo": 0, "dynamics": 0}
+
+
+@dataclass
+class Rendered:
+    audio: np.ndarray
+    sample_rate: int
+    report: dict
+    path: Path
+
+
+@pytest.fixture
+def render(tmp_path: Path):
+    """render(seconds, params, config=TOML text, scenario=TOML text) -> Rendered."""
+    counter = iter(range(1000))
+
+    def _render(seconds: float, params: Mapping[str, object] | None = None, config: str = "",
+                scenario: str | None = None) -> Rendered:
+        n = next(counter)
+        config_path = tmp_path / f"config{n}.toml"
+        config_path.write_text(config)
+        settings = config_module.load(config_path)
+        overrides = {k: PARAMETERS.spec(k).coerce(v) for k, v in (params or {}).items()}
+        loaded = None
+        if scenario is not None:
+            scenario_path = tmp_path / f"scenario{n}.toml"
+            scenario_path.write_text(scenario)
+            loaded = Scenario.load(scenario_path)
+        out = tmp_path / f"render{n}.wav"
+        instrument = render_to(settings, out, seconds, overrides, loaded)
+        audio, rate = read_wav(out)
+        report = json.loads(json.dumps(instrument.report()))
+        return Rendered(audio, rate, report, out)
+
+    return _render
+
+
+def ideal_beats(count: int, tempo: float, sr: int = SR, start: int = START) -> np.ndarray:
+    return start + np.arange(count) * 60 * sr / tempo
+
+
+def ideal_steps(count: int, tempo: float, swing: float = 50, sr: int = SR, start: int = START,
+                steps_per_beat: int = 4) -> np.ndarray:
+    """Where step k belongs: swing delays the second step of each pair."""
+    beat_len = 60 * sr / tempo
+    positions = []
+    for k in range(count):
+        beat, j = divmod(k, steps_per_beat)
+        pair, odd = divmod(j, 2)
+        in_beat = (2 * pair + odd * 2 * swing / 100) * beat_len / steps_per_beat
+        positions.append(start + beat * beat_len + in_beat)
+    return np.array(positions)
