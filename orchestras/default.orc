@@ -19,7 +19,8 @@
 ; send its audio through VoiceOut, which puts its first sample on the onset.
 ; Click receives p5 = 1 on the first beat of a bar (else 0), p6 = level 0..1.
 ;
-; Sound parameters arrive on control channels: brightness, reverb, echo (0..1).
+; Sound parameters arrive on control channels: brightness, reverb, echo (0..1);
+; read a knob that can move during a note with SmoothChannel("name", seconds).
 
 ; Equal-power pan of a mono signal.
 opcode Pan, aa, ak
@@ -52,7 +53,7 @@ instr Lead
   itimbre = limit(p9, 0, 1)
   irelease = 0.25
   p3 = VoiceDuration(idelay, igate, irelease)
-  kbright = port(chnget:k("brightness"), 0.05)
+  kbright = SmoothChannel("brightness", 0.05)
   aamp linseg 0, 0.004, 1, igate - 0.004, 0.7, irelease, 0
   kfenv expseg 1, 0.25 + 0.5 * itimbre, 0.2, 1, 0.2
   a1 vco2 0.3, ifreq * 1.003
@@ -73,7 +74,7 @@ instr Bass
   igate = max(p7, 0.02)
   irelease = 0.08
   p3 = VoiceDuration(idelay, igate, irelease)
-  kbright = port(chnget:k("brightness"), 0.05)
+  kbright = SmoothChannel("brightness", 0.05)
   aamp linseg 0, 0.003, 1, igate - 0.003, 0.8, irelease, 0
   kfenv expseg 1, 0.15 + 0.2 * p9, 0.15, 1, 0.15
   asaw vco2 0.5, ifreq
@@ -94,7 +95,7 @@ instr Pad
   iattack = min(0.6, igate * 0.5)
   irelease = 1.5
   p3 = VoiceDuration(idelay, igate, irelease)
-  kbright = port(chnget:k("brightness"), 0.05)
+  kbright = SmoothChannel("brightness", 0.05)
   aamp linseg 0, iattack, 1, igate - iattack, 0.8, irelease, 0
   a1 vco2 0.2, ifreq * 1.005
   a2 vco2 0.2, ifreq * 0.995
@@ -129,10 +130,11 @@ endin
 ; at t goes left, the tap at 2t goes right and is fed back, so the repeats
 ; alternate sides and the feedback path has no block delay.
 instr Fx
-  kbright = port(chnget:k("brightness"), 0.1)
+  kbright = SmoothChannel("brightness", 0.1)
+  ; the clock's tempo (it changes on beats); the tempo parameter before the first beat
   ktempo = chnget:k("clock_tempo")
-  ktempo = (ktempo > 0 ? ktempo : 120)
-  ktime = port(0.75 * 60 / ktempo, 0.3)
+  ktempo = (ktempo > 0 ? ktempo : chnget:k("tempo"))
+  ktime = port(0.75 * 60 / ktempo, 0.3, 0.75 * 60 / chnget:i("tempo"))
   abuf delayr 4
   aechoL deltap3 ktime
   aechoR deltap3 2 * ktime

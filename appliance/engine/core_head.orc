@@ -59,6 +59,14 @@ opcode VoiceOut, 0, aaikk
   gaEchoR += aR * kecho
 endop
 
+; SmoothChannel: a control channel smoothed over ihtime seconds, starting at
+; the channel's current value (a plain port glides up from 0 at every start,
+; which would make every note begin dark or the output fade in).
+opcode SmoothChannel, k, Si
+  Sname, ihtime xin
+  xout port(chnget:k(Sname), ihtime, chnget:i(Sname))
+endop
+
 ; VoiceDuration: the instance length a voice needs (seconds): its onset delay,
 ; its gate and its release tail.
 opcode VoiceDuration, i, iii

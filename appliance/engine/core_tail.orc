@@ -11,7 +11,7 @@ instr Master
   ithreshold = ampdbfs(-4)       ; the limiter starts here
   irelease = exp(-ksmps / (0.25 * sr))   ; 250 ms release per k-cycle
   kgainEnv init 0
-  kvolume = port(ampdbfs(limit(chnget:k("volume"), -90, 0)), 0.02)
+  kvolume = ampdbfs(limit(SmoothChannel("volume", 0.02), -90, 0))
   aL = gaDryL * kvolume
   aR = gaDryR * kvolume
   kpeak = max(max_k(aL, 1, 1), max_k(aR, 1, 1))
