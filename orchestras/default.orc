@@ -109,11 +109,11 @@ instr Pad
 endin
 
 ; Perc: a tick and a burst of high-passed noise, starting at full level and
-; ending at exactly zero before the next sixteenth note.
+; ending at exactly zero (12..42 ms) before the next sixteenth, even at 300 BPM.
 instr Perc
   idelay = p4
   ivel = limit(p6, 0, 1)
-  idecay = 0.025 + 0.05 * limit(p9, 0, 1)
+  idecay = 0.012 + 0.03 * limit(p9, 0, 1)
   p3 = VoiceDuration(idelay, idecay, 0)
   kbright = chnget:k("brightness")
   aenv linseg 1, idecay, 0

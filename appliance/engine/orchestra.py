@@ -1,7 +1,7 @@
 """Orchestras: the user's voices wrapped in the instrument's core.
 
 The text given to Csound is one piece: a header, core_head.orc, the user's
-orchestra and core_tail.orc.  One compile, because Csound runs the global
+orchestra, core_tail.orc and recorder.orc.  One compile, because Csound runs the global
 code of only the last orchestra compiled before it starts; and a line map,
 so a compile error names the user's file and line, not the composed text's.
 """
@@ -85,9 +85,10 @@ class Orchestra:
 
     def compose(self, layout: ClockLayout) -> Composed:
         parts = [("<header>", layout.header()),
-                 ("core_head.orc", _core("core_head.orc")),
+                 ("core_head.orc", core_text("core_head.orc")),
                  (str(self.path), self.text),
-                 ("core_tail.orc", _core("core_tail.orc"))]
+                 ("core_tail.orc", core_text("core_tail.orc")),
+                 ("recorder.orc", core_text("recorder.orc"))]
         pieces, line = [], 1
         for name, text in parts:
             text = text if text.endswith("\n") else text + "\n"
@@ -126,5 +127,6 @@ class Composed:
         return OrchestraError(user, None, first)
 
 
-def _core(name: str) -> str:
+def core_text(name: str) -> str:
+    """One of the instrument's own orchestra files (core_head.orc ...)."""
     return resources.files("appliance.engine").joinpath(name).read_text(encoding="utf-8")
