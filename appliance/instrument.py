@@ -225,6 +225,7 @@ class Instrument:
             "realtime_priority": self.engine.realtime,
             "cpu_percent": round(stats.cpu_percent, 2),
             "first_beat_sample": self.layout.start_sample,
+            "started_at": self.started_at,
         }
 
     def error(self, message: str) -> None:
