@@ -10,6 +10,7 @@ from pathlib import Path
 @dataclass(frozen=True)
 class AudioChoice:
     backend: str
+    simulated: bool      # simulated-hardware mode: null audio, simulated MIDI and GPIO
     reason: str | None   # said to the user when the choice was not what the config asked
 
 
@@ -24,10 +25,11 @@ def sound_card_present() -> bool:
 
 def choose(configured: str, simulate: bool) -> AudioChoice:
     if simulate:
-        return AudioChoice("null", "simulated hardware: Csound's null audio module, paced in real time")
+        return AudioChoice("null", True, "simulated hardware: Csound's null audio module (paced in "
+                                         "real time), simulated MIDI and GPIO")
     if configured != "auto":
-        return AudioChoice(configured, None)
+        return AudioChoice(configured, False, None)
     if sound_card_present():
-        return AudioChoice("alsa", None)
-    return AudioChoice("null", "no sound card found: simulating with Csound's null audio module, "
-                               "paced in real time")
+        return AudioChoice("alsa", False, None)
+    return AudioChoice("null", True, "no sound card found: simulated hardware (Csound's null audio "
+                                     "module, paced in real time; simulated MIDI and GPIO)")

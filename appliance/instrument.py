@@ -2,9 +2,10 @@
 control loop that ties them together.
 
 The control loop is the only code that changes parameters or talks to
-Csound.  Each pass (every 5 ms in real time; every 4 k-cycles offline, so
-that renders are deterministic) it plays due scenario events, applies the
-changes inputs have queued, tops up the step buffer and drains Csound's
+Csound.  Each pass (every 5 ms in real time, or as soon as an input
+arrives; every 4 k-cycles offline, so that renders are deterministic) it
+plays due scenario events, turns the inputs' events into changes and
+actions, applies them, tops up the step buffer and drains Csound's
 messages.  Nothing in it decides when a note sounds: the clock in Csound
 does.
 """
@@ -22,12 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from appliance import paths
+from appliance.changes import Change, Changes
 from appliance.config import Config
-from appliance.control import Changes
+from appliance.controls import Action, SetParam
 from appliance.engine.engine import Engine, FileOutput, Output, RealtimeOutput
 from appliance.engine.orchestra import ClockLayout, Orchestra
-from appliance.errors import EngineError, OrchestraError, ParamError
+from appliance.engine.rtprio import realtime_thread
+from appliance.errors import ApplianceError, EngineError, OrchestraError, ParamError
 from appliance.generator import Generator
+from appliance.hardware import Hardware
+from appliance.inputs import Inbox
 from appliance.params import PARAMETERS, ParamStore
 from appliance.scenario import Event, Scenario, Timeline
 from appliance.sequencer import Sequencer
@@ -52,11 +57,13 @@ class Stats:
     xruns: int
     dsp_faults: int
     cpu_percent: float
+    running: bool
+    midi: str
 
 
 class Instrument:
     def __init__(self, config: Config, overrides: Mapping[str, float] | None = None,
-                 scenario: Scenario | None = None) -> None:
+                 scenario: Scenario | None = None, simulate: bool = True) -> None:
         self.config = config
         self.params = ParamStore(PARAMETERS)
         for name, value in {**config.params, **(overrides or {})}.items():
@@ -65,42 +72,119 @@ class Instrument:
         self.errors: list[str] = []
         self.warnings: list[str] = []
         self.orchestra: Path | None = None
+        self.orchestra_failed = False     # the configured orchestra did not compile
+        self.safe_mode = False            # set by the service when it starts on factory defaults
         self.output: Output | None = None
-        self.layout = ClockLayout(
-            sample_rate=config.audio.sample_rate, ksmps=config.audio.ksmps,
-            steps_per_beat=config.clock.steps_per_beat, beats_per_bar=config.clock.beats_per_bar,
-            tempo_min=PARAMETERS.spec("tempo").minimum, tempo_max=PARAMETERS.spec("tempo").maximum)
+        self.layout = layout_of(config)
         self.engine = Engine(self.layout)
         self.generator = Generator(self.layout.steps_per_beat, self.layout.beats_per_bar,
                                    seed=int(self.params.get("seed")))
-        self.sequencer = Sequencer(self.generator, self.engine,
-                                   lookahead=config.engine.lookahead_ms / 1000, guard=GUARD_SECONDS,
-                                   ring_size=self.layout.ring_size, max_notes=self.layout.max_notes)
+        self.sequencer = _sequencer(self.generator, self.engine, config, self.layout)
+        self._orchestra_text = ""
+        self.inbox = Inbox()
+        self.hardware = Hardware(config, self.inbox, simulate, PARAMETERS)
+        self.transport = True
         self._timeline = Timeline(scenario)
+        self._restarts = 0
+        self._next_scan = 0.0
+        self._audio_offset: float | None = None   # monotonic time of audio sample 0, estimated
+        # measurement hook (benchmarks): called with each change as it reaches Csound
+        self.on_applied: Callable[[Change, float], None] | None = None
         self._final: Stats | None = None
+        self._final_controls: dict[str, Any] | None = None
         self._cpu_start = (time.monotonic(), _cpu_seconds())
         self.started_at: float | None = None   # wall time (epoch) the performance started
 
     # -- starting and stopping -------------------------------------------
 
     def open(self, output: Output) -> None:
-        """Compile the orchestra (the default one if it fails) and prepare the first steps."""
+        """Compile the orchestra (the default one if it fails), open the controls and
+        prepare the first steps."""
         self.output = output
+        self._open_engine(output)
+        realtime = isinstance(output, RealtimeOutput)
+        self.inbox.clock = time.monotonic if realtime else self.audio_time
+        self.hardware.open(threaded=realtime)
+        self.tick()
+
+    def _open_engine(self, output: Output) -> None:
         wanted = self.config.orchestra_path()
+        self.orchestra_failed = False
         try:
-            self.engine.open(Orchestra.load(wanted), output)
+            orchestra = Orchestra.load(wanted)
+            self.engine.open(orchestra, output)
             self.orchestra = wanted
         except OrchestraError as exc:
             default = paths.default_orchestra()
             if wanted.resolve() == default.resolve():
                 raise
             self.error(f"{exc}; playing the default orchestra instead")
-            self.engine.open(Orchestra.load(default), output)
+            orchestra = Orchestra.load(default)
+            self.engine.open(orchestra, output)
             self.orchestra = default
+            self.orchestra_failed = True
+        self._orchestra_text = orchestra.text
         for spec in PARAMETERS:
             if spec.group != "generator":
                 self.engine.set_channel(spec.name, self.params.get(spec.name))
+        self.engine.set_channel("transport_from_bar", 1.0)
+        self.engine.set_channel("transport", 1.0 if self.transport else 0.0)
+
+    def reconfigure(self, new: Config) -> list[str]:
+        """Apply a changed config while playing, without stopping the sound where
+        possible; returns what changed.  Audio, clock or orchestra changes
+        restart Csound (after a short fade), the rest applies live."""
+        old, changed = self.config, []
+        for name, value in new.params.items():
+            if old.params.get(name) != value:
+                self.changes.put(name, value, "reload")
+                changed.append(f"params.{name}")
+        if old.midi != new.midi or old.gpio != new.gpio:
+            self._replace_hardware(new)
+            changed.append("controls")
+        if old.engine.lookahead_ms != new.engine.lookahead_ms:
+            self.sequencer.lookahead = new.engine.lookahead_ms / 1000
+            changed.append("engine.lookahead_ms")
+        orchestra_changed = new.orchestra_path() != old.orchestra_path() or \
+            Orchestra.load(new.orchestra_path()).text != self._orchestra_text
+        self.config = new
+        if old.audio != new.audio or old.clock != new.clock or orchestra_changed or \
+                old.engine.realtime_priority != new.engine.realtime_priority:
+            self._restart_engine()
+            changed.append("engine restarted")
+        return changed
+
+    def _replace_hardware(self, config: Config) -> None:
+        learned = self.hardware.learned()
+        simulate = self.hardware.simulate
+        self.hardware.close()
+        self.hardware = Hardware(config, self.inbox, simulate, PARAMETERS)
+        for mapping in learned:
+            self.hardware.router.add(mapping)
+            self.hardware.controls.learned.append(mapping)
+        self.hardware.open(threaded=isinstance(self.output, RealtimeOutput))
+
+    def _restart_engine(self) -> None:
+        """Stop Csound and start it again with the current config (real time only)."""
+        if not isinstance(self.output, RealtimeOutput):
+            raise ApplianceError("the engine can only be restarted while playing in real time")
+        self.engine.set_channel("volume", -90.0)     # fade out (20 ms) rather than click
+        time.sleep(0.06)
+        self._log_messages()
+        self.engine.close()
+        config = self.config
+        self.output = RealtimeOutput(backend=self.output.backend, device=config.audio.device,
+                                     buffer=config.audio.buffer, hardware_buffer=config.audio.hardware_buffer,
+                                     realtime_priority=config.engine.realtime_priority)
+        self.layout = layout_of(config)
+        self.engine = Engine(self.layout)
+        self.generator.steps_per_beat = self.layout.steps_per_beat
+        self.generator.beats_per_bar = self.layout.beats_per_bar
+        self.sequencer = _sequencer(self.generator, self.engine, config, self.layout)
+        self._restarts = 0
+        self._open_engine(self.output)
         self.tick()
+        self.perform()
 
     def perform(self, record: Path | None = None) -> None:
         """Real time: start Csound's performance thread (recording if asked)."""
@@ -111,27 +195,110 @@ class Instrument:
     def close(self) -> None:
         if self.engine.is_open:
             self._final = self.stats()
+            self._final_controls = self.hardware.status()
             self._log_messages()
+        self.hardware.close()
         self.engine.close()
 
     # -- the control loop --------------------------------------------------
 
     def tick(self) -> None:
         """One pass of the control loop."""
+        now = self.inbox.clock()
         for event in self._timeline.due(self.audio_time()):
             self.apply_event(event)
+        self._inputs(now)
         self._apply_changes()
         params = self.params.snapshot()
         clock_step = int(self.engine.channel("clock_step"))
+        restarts = int(self.engine.channel("clock_restarts"))
+        if restarts != self._restarts:
+            self._restarts = restarts
+            self.sequencer.skip_to(clock_step, params)
         self.sequencer.fill(clock_step, params, self._tempo_bound(params))
+        self._clock_out(now)
         self._log_messages()
 
+    def _inputs(self, now: float) -> None:
+        hardware = self.hardware
+        if not isinstance(self.output, RealtimeOutput):
+            # offline, the loop does what the input threads do in real time
+            if now >= self._next_scan:
+                hardware.midi.scan()
+                self._next_scan = now + self.config.midi.scan_seconds
+            hardware.midi.poll()
+        for device in hardware.lost_devices():
+            hardware.controls.release_device(device)
+        effects = hardware.controls.handle(self.inbox.take(), self.params.get)
+        effects += hardware.controls.poll(now, self.params.get)
+        for effect in effects:
+            if isinstance(effect, SetParam):
+                self.changes.put(effect.name, effect.value, effect.source, effect.time)
+            else:
+                self.act(effect)
+
+    def act(self, action: Action) -> None:
+        """Carry out an action from a control."""
+        log.info("%s (%s)", action.name, action.source)
+        if action.name in ("start", "continue", "stop", "start_stop"):
+            play = action.name != "stop" and not (action.name == "start_stop" and self.transport)
+            self.set_transport(play, from_bar=action.name in ("start", "start_stop"))
+        elif action.name == "click":
+            self.changes.put("click", 1.0 - self.params.get("click"), action.source)
+        else:
+            self.warnings.append(f"{action.name}: there are no presets yet")
+
+    def set_transport(self, play: bool, from_bar: bool = True) -> None:
+        self.transport = play
+        self.engine.set_channel("transport_from_bar", 1.0 if from_bar else 0.0)
+        self.engine.set_channel("transport", 1.0 if play else 0.0)
+        if self.hardware.clock_out is not None:
+            (self.hardware.clock_out.start if play else self.hardware.clock_out.stop)()
+
     def apply_event(self, event: Event) -> None:
-        if event.action == "set":
-            for name, value in event.value.items():
-                self.changes.put(name, value, "scenario")
-        else:  # pragma: no cover - every loaded action has a handler
-            raise ValueError(f"no handler for scenario action {event.action!r}")
+        """Play one scenario event through the simulated hardware.
+
+        Offline, what the event makes the hardware report carries the
+        event's own time, not the control pass's: renders stay exact."""
+        clock = self.inbox.clock
+        if not isinstance(self.output, RealtimeOutput):
+            self.inbox.clock = lambda: event.at
+        try:
+            self._apply_event(event)
+        finally:
+            self.inbox.clock = clock
+
+    def _apply_event(self, event: Event) -> None:
+        value, hardware = event.value, self.hardware
+        try:
+            if event.action == "set":
+                for name, number in value.items():
+                    self.changes.put(name, number, "scenario")
+            elif event.action == "encoder":
+                hardware.require_gpio()
+                detents, spacing = abs(value["turn"]), value["seconds"] / abs(value["turn"])
+                for i in range(detents):
+                    detent = {**value, "turn": 1 if value["turn"] > 0 else -1}
+                    self._timeline.insert(Event(event.at + i * spacing, "detent", detent, event.line))
+            elif event.action == "detent":
+                hardware.require_gpio().turn(value["name"], value["turn"], bounce=value["bounce"])
+            elif event.action == "button":
+                hardware.require_gpio().press(value["name"])
+                self._timeline.insert(Event(event.at + value["press"], "release", value["name"], event.line))
+            elif event.action == "release":
+                hardware.require_gpio().release(value)
+            elif event.action == "midi":
+                sim = hardware.sim()
+                device = value["device"] or next(iter(sim.input_names()), None)
+                if device is None or not sim.send(device, value["bytes"]):
+                    raise ApplianceError(f"no simulated MIDI device {device!r} is plugged in and open")
+            elif event.action in ("plug", "unplug"):
+                getattr(hardware.sim(), event.action)(value)
+            elif event.action == "learn":
+                hardware.router.learning = value
+        except (ApplianceError, KeyError) as exc:
+            where = f"scenario line {event.line}" if event.line else "scenario"
+            self.error(f"{where}: {event.action}: {exc}")
 
     def _apply_changes(self) -> None:
         recompose = False
@@ -146,10 +313,26 @@ class Instrument:
                 recompose = True
             else:
                 self.engine.set_channel(spec.name, value)
-            log.info("%s = %s (%s)", spec.name, spec.format(value), change.source)
+            if self.on_applied is not None:
+                self.on_applied(change, time.monotonic())
+            self.hardware.feedback(spec.name, value)
+            log.debug("%s = %s (%s)", spec.name, spec.format(value), change.source)
         if recompose:
             params = self.params.snapshot()
             self.sequencer.recompose(int(self.engine.channel("clock_step")), self._tempo_bound(params))
+
+    def _clock_out(self, now: float) -> None:
+        """Keep the MIDI clock sender on the beats Csound's clock publishes."""
+        sender = self.hardware.clock_out
+        if sender is None:
+            return
+        rate = self.layout.sample_rate
+        offset = now - self.audio_time()
+        self._audio_offset = offset if self._audio_offset is None else min(self._audio_offset, offset)
+        beat_sample = self.engine.channel("clock_beat_sample")
+        beat_length = self.engine.channel("clock_beat_length")
+        if beat_length > 0:
+            sender.follow(self._audio_offset + beat_sample / rate, beat_length / rate)
 
     def _tempo_bound(self, params: Mapping[str, float]) -> float:
         """The faster of the set tempo and the clock's: how fast steps may come."""
@@ -158,11 +341,25 @@ class Instrument:
     # -- running -------------------------------------------------------------
 
     def run(self, seconds: float | None, stop: threading.Event,
-            on_status: Callable[[Stats], None] | None = None, status_every: float = 0.25) -> None:
+            on_status: Callable[[Stats], None] | None = None, status_every: float = 0.25,
+            on_tick: Callable[[], None] | None = None) -> None:
         """Real time: run the control loop until stop is set, `seconds` of audio, or Csound ends."""
+        with realtime_thread(self.config.engine.control_priority, "control loop") as warning:
+            if warning:
+                self.warnings.append(warning)
+                log.warning("%s", warning)
+            self._loop(seconds, stop, on_status, status_every, on_tick)
+
+    def _loop(self, seconds: float | None, stop: threading.Event,
+              on_status: Callable[[Stats], None] | None, status_every: float,
+              on_tick: Callable[[], None] | None) -> None:
         next_status = time.monotonic()
+        if self.hardware.clock_out is not None and self.transport:
+            self.hardware.clock_out.start()
         while not stop.is_set():
             self.tick()
+            if on_tick is not None:
+                on_tick()
             if seconds is not None and self.audio_time() >= seconds:
                 break
             if not self.engine.running:
@@ -171,7 +368,7 @@ class Instrument:
             if on_status and time.monotonic() >= next_status:
                 on_status(self.stats())
                 next_status += status_every
-            stop.wait(TICK_SECONDS)
+            self.inbox.wait(TICK_SECONDS)     # an input wakes the loop at once
 
     def render(self, seconds: float) -> None:
         """Offline: perform `seconds` of audio (rounded up to whole k-cycles) as fast as possible."""
@@ -204,6 +401,8 @@ class Instrument:
             xruns=self.engine.xruns,
             dsp_faults=int(channel("dsp_faults")),
             cpu_percent=100 * (cpu - self._cpu_start[1]) / wall,
+            running=channel("clock_running") >= 0.5,
+            midi=self.hardware.midi.status,
         )
 
     def report(self) -> dict[str, Any]:
@@ -216,7 +415,7 @@ class Instrument:
             "late_steps": stats.late_steps,
             "xruns": stats.xruns,
             "dsp_faults": stats.dsp_faults,
-            "safe_mode": False,
+            "safe_mode": self.safe_mode,
             "errors": list(self.errors),
             "warnings": list(self.warnings),
             "seconds": round(stats.seconds, 6),
@@ -226,6 +425,8 @@ class Instrument:
             "cpu_percent": round(stats.cpu_percent, 2),
             "first_beat_sample": self.layout.start_sample,
             "started_at": self.started_at,
+            "transport": "playing" if stats.running else "stopped",
+            "controls": self._final_controls if self._final_controls is not None else self.hardware.status(),
         }
 
     def error(self, message: str) -> None:
@@ -240,6 +441,18 @@ class Instrument:
                 self.error(f"csound: {line}")
 
 
+def layout_of(config: Config) -> ClockLayout:
+    tempo = PARAMETERS.spec("tempo")
+    return ClockLayout(sample_rate=config.audio.sample_rate, ksmps=config.audio.ksmps,
+                       steps_per_beat=config.clock.steps_per_beat, beats_per_bar=config.clock.beats_per_bar,
+                       tempo_min=tempo.minimum, tempo_max=tempo.maximum)
+
+
+def _sequencer(generator: Generator, engine: Engine, config: Config, layout: ClockLayout) -> Sequencer:
+    return Sequencer(generator, engine, lookahead=config.engine.lookahead_ms / 1000, guard=GUARD_SECONDS,
+                     ring_size=layout.ring_size, max_notes=layout.max_notes)
+
+
 def _cpu_seconds() -> float:
     times = os.times()
     return times.user + times.system
@@ -247,8 +460,8 @@ def _cpu_seconds() -> float:
 
 def render_to(config: Config, out: Path, seconds: float, overrides: Mapping[str, float],
               scenario: Scenario | None) -> Instrument:
-    """Render offline into a WAV file; returns the closed instrument (for its report)."""
-    instrument = Instrument(config, overrides, scenario)
+    """Render offline into a WAV file (simulated controls); returns the closed instrument."""
+    instrument = Instrument(config, overrides, scenario, simulate=True)
     try:
         instrument.open(FileOutput(out))
         instrument.render(seconds)

@@ -7,6 +7,22 @@ the start) with one action:
     at = 4.0
     set = { tempo = 140, density = 0.8 }
 
+Actions:
+    set = { NAME = VALUE, ... }        set parameters, as the command line does
+    encoder = { name = "tempo", turn = 10 }     turn an encoder (negative: down) over
+                                       `seconds` (default 0.06 s per detent, too slow
+                                       to accelerate); bounce = true makes the
+                                       contacts chatter
+    button = { name = "tap", press = 0.05 }      hold a button for that many seconds
+    midi = { type = "control_change", channel = 1, control = 20, value = 100 }
+                                       a MIDI message (mido's names; channel 1..16)
+                                       from a simulated device (device = "name",
+                                       default: the first plugged in); or
+                                       midi = { bytes = [176, 20, 100] } for raw bytes
+    plug = "Device name"               plug a simulated MIDI device in
+    unplug = "Device name"             ... and out
+    learn = "tempo"                    learn mode: the next control moved maps to it
+
 Events happen in time order (file order for equal times).  The whole file is
 checked when it is loaded, every problem reported with its line.
 """
@@ -19,7 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from appliance.errors import ConfigError, ParamError, Problem
+import mido
+
+from appliance.config import param_values
+from appliance.errors import ConfigError, Problem
+from appliance.midi.mapping import ACTIONS as MIDI_ACTIONS
 from appliance.params import PARAMETERS, Registry, suggest
 from appliance.tomlfile import TomlFile
 
@@ -29,6 +49,7 @@ class Event:
     at: float
     action: str
     value: Any
+    line: int | None = None
 
 
 # action name -> checker(value, where, file, registry, problems) -> parsed value
@@ -40,16 +61,86 @@ def _check_set(value: Any, where: str, source: TomlFile, registry: Registry,
     if not isinstance(value, dict) or not value:
         problems.append(source.problem(where, "set needs a table of parameters, e.g. set = { tempo = 120 }"))
         return {}
-    parsed = {}
-    for name, raw in value.items():
-        try:
-            parsed[name] = registry.spec(name).coerce(raw)
-        except ParamError as exc:
-            problems.append(source.problem(f"{where}.{name}", str(exc)))
-    return parsed
+    return param_values(value, where, source, registry, problems)
 
 
-ACTIONS: dict[str, Checker] = {"set": _check_set}
+def _check_encoder(value: Any, where: str, source: TomlFile, registry: Registry,
+                   problems: list[Problem]) -> dict[str, Any]:
+    turn = value.get("turn") if isinstance(value, dict) else None
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str) or \
+            isinstance(turn, bool) or not isinstance(turn, int) or turn == 0:
+        problems.append(source.problem(where, 'encoder needs { name = "NAME", turn = DETENTS } '
+                                              f"(a whole number, not 0), got {value!r}"))
+        return {}
+    seconds = value.get("seconds", 0.06 * abs(turn))
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds <= 60:
+        problems.append(source.problem(f"{where}.seconds", f"must be within 0..60, got {seconds!r}"))
+        return {}
+    return {"name": value["name"], "turn": turn, "bounce": bool(value.get("bounce", False)),
+            "seconds": float(seconds)}
+
+
+def _check_button(value: Any, where: str, source: TomlFile, registry: Registry,
+                  problems: list[Problem]) -> dict[str, Any]:
+    press = value.get("press", 0.05) if isinstance(value, dict) else None
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str) or \
+            isinstance(press, bool) or not isinstance(press, (int, float)) or not 0 < press <= 60:
+        problems.append(source.problem(where, 'button needs { name = "NAME", press = SECONDS } '
+                                              f"(0 < press <= 60), got {value!r}"))
+        return {}
+    return {"name": value["name"], "press": float(press)}
+
+
+def _check_midi(value: Any, where: str, source: TomlFile, registry: Registry,
+                problems: list[Problem]) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        problems.append(source.problem(where, "midi needs a table, e.g. "
+                                              '{ type = "control_change", control = 20, value = 100 }'))
+        return {}
+    device = value.get("device")
+    if device is not None and not isinstance(device, str):
+        problems.append(source.problem(f"{where}.device", f"must be a device name, got {device!r}"))
+    if "bytes" in value:
+        raw = value["bytes"]
+        if not isinstance(raw, list) or not all(isinstance(b, int) and 0 <= b <= 255 for b in raw):
+            problems.append(source.problem(f"{where}.bytes", f"must be a list of bytes 0..255, got {raw!r}"))
+            return {}
+        return {"device": device, "bytes": bytes(raw)}
+    fields = {k: v for k, v in value.items() if k != "device"}
+    if "channel" in fields:
+        channel = fields["channel"]
+        if not isinstance(channel, int) or not 1 <= channel <= 16:
+            problems.append(source.problem(f"{where}.channel", f"must be within 1..16, got {channel!r}"))
+            return {}
+        fields["channel"] = channel - 1
+    try:
+        message = mido.Message(**fields)
+    except (TypeError, ValueError) as exc:
+        problems.append(source.problem(where, f"not a MIDI message: {exc}"))
+        return {}
+    return {"device": device, "bytes": bytes(message.bytes())}
+
+
+def _check_device(value: Any, where: str, source: TomlFile, registry: Registry,
+                  problems: list[Problem]) -> str:
+    if not isinstance(value, str) or not value:
+        problems.append(source.problem(where, f"needs a device name, got {value!r}"))
+        return ""
+    return value
+
+
+def _check_learn(value: Any, where: str, source: TomlFile, registry: Registry,
+                 problems: list[Problem]) -> str:
+    if not isinstance(value, str) or (value not in registry and value not in MIDI_ACTIONS):
+        hint = suggest(str(value), [*registry.specs, *MIDI_ACTIONS])
+        problems.append(source.problem(where, f"learn needs a parameter or an action, got {value!r}{hint}"))
+        return ""
+    return value
+
+
+ACTIONS: dict[str, Checker] = {"set": _check_set, "encoder": _check_encoder, "button": _check_button,
+                               "midi": _check_midi, "plug": _check_device, "unplug": _check_device,
+                               "learn": _check_learn}
 
 
 @dataclass(frozen=True)
@@ -99,7 +190,7 @@ def _event(raw: Any, where: str, source: TomlFile, registry: Registry,
         return None
     action = known[0]
     value = ACTIONS[action](raw[action], f"{where}.{action}", source, registry, problems)
-    return Event(float(at), action, value)
+    return Event(float(at), action, value, source.keys.line_of(f"{where}.{action}"))
 
 
 class Timeline:
@@ -108,6 +199,13 @@ class Timeline:
     def __init__(self, scenario: Scenario | None) -> None:
         self._events = list(scenario.events) if scenario else []
         self._next = 0
+
+    def insert(self, event: Event) -> None:
+        """Add an event (a button's release) after those already due at its time."""
+        index = self._next
+        while index < len(self._events) and self._events[index].at <= event.at:
+            index += 1
+        self._events.insert(index, event)
 
     def due(self, now: float) -> list[Event]:
         start = self._next

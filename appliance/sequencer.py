@@ -75,6 +75,15 @@ class Sequencer:
         for old in [s for s in self._snapshots if s < clock_step]:
             del self._snapshots[old]
 
+    def skip_to(self, step: int, params: Mapping[str, float]) -> None:
+        """The clock jumped ahead (the transport started again on a new bar):
+        compose the steps it skipped without sending them, so the generator
+        stays on the clock's bars; they were never due, so none is late."""
+        while self._next < step:
+            self.generator.step(self._next, params)
+            self._next += 1
+        self._snapshots.clear()
+
     def recompose(self, clock_step: int, tempo: float) -> None:
         """Parameters changed: compose again every step beyond the guard time."""
         start = clock_step + self.steps_within(self.guard, tempo)

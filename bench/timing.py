@@ -69,6 +69,7 @@ class SeedRig:
         from appliance.engine.recorder import RING_CYCLES, WavRecorder
         from appliance.engine.rtprio import create_with_priority
 
+        ctcsound.csoundInitialize(ctcsound.CSOUNDINIT_NO_SIGNAL_HANDLER | ctcsound.CSOUNDINIT_NO_ATEXIT)
         self.cs = cs = ctcsound.Csound()
         cs.createMessageBuffer(False)
         options = ["-odac", "-+rtaudio=null", "-d", "-m0", "-b256", "-B1024"]
@@ -181,10 +182,7 @@ def run_appliance(tempo: float, seconds: float, out: Path) -> dict:
 
 def worker(method: str, tempo: float, seconds: float, out: Path) -> None:
     cpu = os.times()
-    if method == "appliance":
-        meta = run_appliance(tempo, seconds, out)
-    else:
-        meta = run_seed(method, tempo, seconds, out)
+    meta = run_appliance(tempo, seconds, out) if method == "appliance" else run_seed(method, tempo, seconds, out)
     used = os.times()
     meta["cpu_seconds_per_audio_second"] = (used.user + used.system - cpu.user - cpu.system) / seconds
     out.with_suffix(".json").write_text(json.dumps(meta))
@@ -240,6 +238,7 @@ def start_to_first_note(runs: int = 5) -> dict:
             take, report = Path(tmp) / "t.wav", Path(tmp) / "r.json"
             launched = time.time()
             subprocess.run([sys.executable, "-m", "appliance", "run", "--simulate", "--seconds", "1",
+                            "--state-dir", str(Path(tmp) / "state"), "--no-socket",
                             "--record", str(take), "--report", str(report),
                             "--set", "density=1", "--set", "click=1"], check=True, cwd=ROOT,
                            capture_output=True)

@@ -21,12 +21,17 @@ def appliance(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
 
 
+def run(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    """appliance run with a state directory of its own and no control socket."""
+    return appliance("run", "--state-dir", str(tmp_path / "state"), "--no-socket", *args)
+
+
 def test_run_plays_in_real_time_and_reports(tmp_path):
     scenario = tmp_path / "s.toml"
     scenario.write_text("[[event]]\nat = 1.0\nset = { density = 0.9, brightness = 0.8 }\n")
     report, take = tmp_path / "report.json", tmp_path / "take.wav"
     started = time.monotonic()
-    done = appliance("run", "--simulate", "--seconds", "3", "--report", str(report), "--record", str(take),
+    done = run(tmp_path, "--simulate", "--seconds", "3", "--report", str(report), "--record", str(take),
                      "--set", "tempo=150", "--set", "click=1", "--set", "click_level=1", "--set", "volume=0",
                      "--scenario", str(scenario))
     elapsed = time.monotonic() - started
@@ -48,21 +53,28 @@ def test_run_plays_in_real_time_and_reports(tmp_path):
 
 
 def test_run_refuses_bad_input_plainly(tmp_path):
-    bad_value = appliance("run", "--simulate", "--seconds", "1", "--set", "density=3")
+    bad_value = run(tmp_path, "--simulate", "--seconds", "1", "--set", "density=3")
     assert bad_value.returncode == 2
     assert bad_value.stderr.strip() == "error: density must be within 0..1, got 3"
-    bad_name = appliance("run", "--simulate", "--seconds", "1", "--set", "tempi=100")
+    bad_name = run(tmp_path, "--simulate", "--seconds", "1", "--set", "tempi=100")
     assert bad_name.returncode == 2 and "did you mean 'tempo'" in bad_name.stderr
-    config = tmp_path / "bad.toml"
+
+
+def test_a_bad_config_plays_in_safe_mode_and_names_the_line(tmp_path):
+    config, report = tmp_path / "bad.toml", tmp_path / "report.json"
     config.write_text("[audio]\nksmps = 0\n")
-    bad_config = appliance("run", "--simulate", "--seconds", "1", "--config", str(config))
-    assert bad_config.returncode == 2
-    assert f"{config}:2: audio.ksmps: must be within 8..1024, got 0" in bad_config.stderr
+    done = run(tmp_path, "--simulate", "--seconds", "1.5", "--config", str(config), "--report", str(report))
+    assert done.returncode == 0, done.stderr
+    assert f"{config}:2: audio.ksmps: must be within 8..1024, got 0" in done.stderr
+    assert "SAFE MODE: the config is invalid" in done.stderr
+    result = json.loads(report.read_text())
+    assert result["safe_mode"] is True and result["notes"] > 0
+    assert f"config: {config}:2: audio.ksmps: must be within 8..1024, got 0" in result["errors"]
 
 
 def test_run_clicks_are_on_their_samples_in_real_time(tmp_path):
     take = tmp_path / "clicks.wav"
-    done = appliance("run", "--simulate", "--seconds", "3", "--record", str(take),
+    done = run(tmp_path, "--simulate", "--seconds", "3", "--record", str(take),
                      "--set", "click=1", "--set", "density=0", "--set", "tempo=173")
     assert done.returncode == 0, done.stderr
     audio, _ = read_wav(take)
@@ -71,10 +83,10 @@ def test_run_clicks_are_on_their_samples_in_real_time(tmp_path):
     assert np.max(np.abs(found - ideal_beats(len(found), 173))) <= 1.0
 
 
-def test_a_terminal_shows_a_live_status_line():
+def test_a_terminal_shows_a_live_status_line(tmp_path):
     leader, follower = pty.openpty()
     command = [sys.executable, "-m", "appliance", "run", "--simulate", "--seconds", "1.5",
-               "--set", "tempo=120"]
+               "--state-dir", str(tmp_path), "--no-socket", "--set", "tempo=120"]
     process = subprocess.Popen(command, stdin=follower, stdout=follower, stderr=follower)
     os.close(follower)
     seen = b""

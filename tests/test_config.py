@@ -50,7 +50,7 @@ def test_errors_name_file_line_and_key_and_come_all_at_once(tmp_path):
             "[params]\n"
             "tempo = 500\n"                 # line 9: out of the parameter's range
             "densty = 0.5\n"                # line 10: unknown parameter
-            "[midl]\n")                     # line 11: unknown section (nothing close to suggest)
+            "[midl]\n")                     # line 11: unknown section
     found = problems(tmp_path, text)
     path = str(tmp_path / "appliance.toml")
     assert found == [
@@ -59,7 +59,7 @@ def test_errors_name_file_line_and_key_and_come_all_at_once(tmp_path):
         f"{path}:6: engine.realtime_priority: must be within 0..99, got 120",
         f"{path}:9: params.tempo: tempo must be within 20..300 BPM, got 500",
         f"{path}:10: params.densty: unknown parameter 'densty'; did you mean 'density'?",
-        f"{path}:11: midl: unknown section",
+        f"{path}:11: midl: unknown section; did you mean 'midi'?",
     ]
 
 

@@ -40,12 +40,13 @@ def test_every_problem_is_reported_with_its_line(tmp_path):
     with pytest.raises(ConfigError) as caught:
         Scenario.load(path)
     found = [str(p) for p in caught.value.problems]
+    actions = "set, encoder, button, midi, plug, unplug, learn"
     assert found == [
         f"{path}:2: event[0].at: needs at = SECONDS (a number >= 0), got -1",
-        f"{path}:6: event[1].sett: unknown action; did you mean 'set'?; actions: set",
+        f"{path}:6: event[1].sett: unknown action; did you mean 'set'?; actions: {actions}",
         f"{path}:9: event[2].set.tempo: tempo must be within 20..300 BPM, got 1000",
         f"{path}:9: event[2].set.denisty: unknown parameter 'denisty'; did you mean 'density'?",
-        f"{path}:10: event[3]: needs exactly one action (set), got 0",
+        f"{path}:10: event[3]: needs exactly one action ({actions}), got 0",
     ]
 
 

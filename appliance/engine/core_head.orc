@@ -145,11 +145,25 @@ instr Clock
   kcycle init 0
   kpos init giStartSample        ; exact position of the next step (samples)
   kbeatStart init giStartSample
-  kbeatLen init 0
+  kbeatLen init 60 * sr / limit(chnget:i("tempo"), giTempoMin, giTempoMax)
   kswing init 0.5
-  kbeats init 0                  ; beats dispatched
+  kstopped init 0
+  krestarts init 0
   kwindow = (kcycle + 2) * ksmps
-  while kpos < kwindow + ksmps do
+  ; the transport: "transport" 1 plays, 0 stops (notes already sounding ring
+  ; out).  Playing again resumes on the next beat, or with
+  ; "transport_from_bar" = 1 on the next bar, at the earliest sample the
+  ; clock can place (the start of the window).
+  if chnget:k("transport") < 0.5 then
+    kstopped = 1
+  elseif kstopped == 1 then
+    kstopped = 0
+    kalign = (chnget:k("transport_from_bar") >= 0.5 ? giBarSteps : giStepsPerBeat)
+    gkNextStep = ceil(gkNextStep / kalign) * kalign
+    kpos = kwindow
+    krestarts += 1
+  endif
+  while kstopped == 0 && kpos < kwindow + ksmps do
     kinBeat = gkNextStep % giStepsPerBeat
     if kinBeat == 0 then
       kbeatStart = kpos
@@ -159,11 +173,14 @@ instr Clock
     konset = floor(kpos + 0.5)
     kdelay = konset - (kcycle + 1) * ksmps
     if kinBeat == 0 then
-      kaccent = (kbeats % giBeatsPerBar == 0 ? 1 : 0)
+      kbeat = floor(gkNextStep / giStepsPerBeat)
       if chnget:k("click") >= 0.5 then
+        kaccent = (kbeat % giBeatsPerBar == 0 ? 1 : 0)
         event "i", "Click", 0, 1, kdelay, kaccent, chnget:k("click_level")
       endif
-      kbeats += 1
+      chnset kbeat + 1, "clock_beats"
+      chnset kpos, "clock_beat_sample"
+      chnset kbeatLen, "clock_beat_length"
     endif
     ; take the step from the ring if Python delivered it, else keep last bar's
     kplayed = (gkNextStep % giBarSteps) * giFields
@@ -190,8 +207,9 @@ instr Clock
   od
   kcycle += 1
   chnset gkNextStep, "clock_step"
-  chnset kbeats, "clock_beats"
   chnset 60 * sr / kbeatLen, "clock_tempo"
+  chnset 1 - kstopped, "clock_running"
+  chnset krestarts, "clock_restarts"
   chnset gkLateSteps, "late_steps"
   chnset gkLateNotes, "late_notes"
   chnset gkNotes, "notes"

@@ -73,7 +73,21 @@ class FileOutput:
         return [f"-o{self.path}", "-W", "-3"]
 
 
-Output = RealtimeOutput | FileOutput
+@dataclass(frozen=True)
+class NoOutput:
+    """Compile and start, play nothing (to check an orchestra)."""
+
+    def options(self) -> list[str]:
+        return ["-n"]
+
+
+Output = RealtimeOutput | FileOutput | NoOutput
+
+
+def check_orchestra(orchestra: Orchestra, layout: ClockLayout) -> None:
+    """Compile an orchestra and check its instruments, without playing (OrchestraError if not)."""
+    with Engine(layout) as engine:
+        engine.open(orchestra, NoOutput())
 
 
 class Engine:
@@ -90,6 +104,8 @@ class Engine:
         self._numbers: dict[str, int] = {}
         self._partial = ""
         self._drain_lock = threading.Lock()
+        # other threads (the control socket, the recorder) read channels: never while Csound is destroyed
+        self._api_lock = threading.RLock()
         self._recorder: WavRecorder | None = None
 
     # -- life cycle --------------------------------------------------------
@@ -103,6 +119,10 @@ class Engine:
         """
         if self._cs is not None:
             raise EngineError("the engine is already open")
+        # SIGINT and SIGTERM are the service's to handle (a clean stop, the state
+        # saved); Csound's own handlers would stop the performance under it.  Only
+        # the first call in a process counts, and it must come before any Csound().
+        ctcsound.csoundInitialize(ctcsound.CSOUNDINIT_NO_SIGNAL_HANDLER | ctcsound.CSOUNDINIT_NO_ATEXIT)
         cs = ctcsound.Csound()
         cs.createMessageBuffer(False)
         for option in ["-d", "-m4", "-+msg_color=0", "--nchnls=2", *output.options()]:
@@ -192,10 +212,12 @@ class Engine:
         self._event([float(self._numbers[STEP_WRITE]), 0.0, 0.0, float(step), *fields])
 
     def set_channel(self, name: str, value: float) -> None:
-        self._require().setControlChannel(name, float(value))
+        with self._api_lock:
+            self._require().setControlChannel(name, float(value))
 
     def channel(self, name: str) -> float:
-        value, _ = self._require().controlChannel(name)
+        with self._api_lock:
+            value, _ = self._require().controlChannel(name)
         return value
 
     @property
@@ -258,6 +280,7 @@ class Engine:
             return
         for level, line in self.drain_messages():
             log.log(level, "csound: %s", line)
-        cs, self._cs = self._cs, None
-        cs.cleanup()
-        cs.destroyMessageBuffer()
+        with self._api_lock, self._drain_lock:
+            cs, self._cs = self._cs, None
+            cs.cleanup()
+            cs.destroyMessageBuffer()

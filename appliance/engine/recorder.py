@@ -72,10 +72,7 @@ class WavRecorder:
             self.frames_written += lost
         ring = self._table(number)
         start, end = self.frames_written % self._ring, available % self._ring
-        if start < end:
-            chunk = ring[2 * start:2 * end].copy()
-        else:
-            chunk = np.concatenate([ring[2 * start:], ring[:2 * end]])
+        chunk = ring[2 * start:2 * end].copy() if start < end else np.concatenate([ring[2 * start:], ring[:2 * end]])
         self._wav.writeframes(to_pcm24(chunk))
         self.frames_written = available
 

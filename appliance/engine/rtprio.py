@@ -9,9 +9,10 @@ no Python thread keeps it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -55,6 +56,32 @@ def create_with_priority(create: Callable[[], T], priority: int) -> Spawned[T]:
     if "error" in box:
         raise box["error"]  # type: ignore[misc]
     return Spawned(box["value"], bool(box.get("realtime")), box.get("warning"))  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def realtime_thread(priority: int, what: str) -> Iterator[str | None]:
+    """Run the calling thread on SCHED_FIFO for the block, then restore its policy.
+
+    Yields a warning if the system refused (the block runs anyway).
+    """
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    warning = raise_this_thread(priority, what)
+    try:
+        yield warning
+    finally:
+        if warning is None and priority > 0:
+            os.sched_setscheduler(0, policy, param)
+
+
+def raise_this_thread(priority: int, what: str) -> str | None:
+    """Put the calling thread on SCHED_FIFO at priority; a warning if refused (0: leave it)."""
+    if priority <= 0:
+        return None
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except OSError as exc:
+        return f"cannot give the {what} real-time priority {priority} ({exc.strerror}); it runs at normal priority"
+    return None
 
 
 def thread_policies() -> dict[int, tuple[str, int]]:

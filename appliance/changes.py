@@ -18,6 +18,7 @@ class Change:
     name: str
     value: float
     source: str
+    time: float | None = None     # when the input that caused it entered the process
 
 
 class Changes:
@@ -27,13 +28,13 @@ class Changes:
         self.received = 0
         self.coalesced = 0
 
-    def put(self, name: str, value: float, source: str) -> None:
+    def put(self, name: str, value: float, source: str, at: float | None = None) -> None:
         """Thread-safe, O(1), never blocks for long: safe from any callback."""
         with self._lock:
             self.received += 1
             if name in self._pending:
                 self.coalesced += 1
-            self._pending[name] = Change(name, value, source)
+            self._pending[name] = Change(name, value, source, at)
 
     def take(self) -> list[Change]:
         with self._lock:

@@ -1,0 +1,115 @@
+"""MIDI clock: follow another instrument's tempo, and send ours.
+
+Following: 24 ticks per beat arrive with the time they entered the process.
+The tempo is the slope of a line fitted through the last two beats of ticks
+(so one late tick moves it very little), then smoothed with a time constant
+of `smoothing` seconds, so a new source or a tempo change glides instead of
+jumping.  When ticks stop, the last tempo holds.
+
+Sending: 24 ticks per beat, scheduled on the wall clock from the beat
+positions Csound's clock publishes, so the ticks follow tempo changes on the
+same beat as the music.  Python's timing puts up to a few milliseconds of
+jitter on each tick; receivers average it out as we do.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+TICKS_PER_BEAT = 24
+
+
+class ClockFollower:
+    def __init__(self, window: int = 2 * TICKS_PER_BEAT, smoothing: float = 0.6,
+                 timeout: float = 0.5) -> None:
+        self._ticks: deque[float] = deque(maxlen=window)
+        self.smoothing = smoothing
+        self.timeout = timeout
+        self.tempo: float | None = None
+        self._updated: float | None = None
+
+    def tick(self, at: float) -> None:
+        if self._ticks and at - self._ticks[-1] > self.timeout:
+            self._ticks.clear()            # a pause or a new source: start a new fit
+        self._ticks.append(at)
+
+    def update(self, now: float) -> float | None:
+        """The smoothed tempo at `now` (None until enough ticks have come)."""
+        if len(self._ticks) < TICKS_PER_BEAT // 2 or now - self._ticks[-1] > self.timeout:
+            self._updated = now
+            return self.tempo
+        measured = 60.0 / (TICKS_PER_BEAT * _slope(self._ticks))
+        if self.tempo is None:
+            self.tempo = measured
+        else:
+            elapsed = max(0.0, now - (self._updated or now))
+            weight = 1.0 - pow(2.718281828, -elapsed / self.smoothing)
+            self.tempo += (measured - self.tempo) * weight
+        self._updated = now
+        return self.tempo
+
+
+def _slope(times: deque[float]) -> float:
+    """Seconds per tick: least squares through (index, time)."""
+    n = len(times)
+    mean_i = (n - 1) / 2
+    mean_t = sum(times) / n
+    num = sum((i - mean_i) * (t - mean_t) for i, t in enumerate(times))
+    den = sum((i - mean_i) ** 2 for i in range(n))
+    return num / den
+
+
+class ClockSender:
+    """Sends 24 ticks per beat to outputs while the transport runs."""
+
+    def __init__(self, send: Callable[[bytes], object]) -> None:
+        self._send = send
+        self._lock = threading.Lock()
+        self._beat_wall: float | None = None   # wall time of a beat
+        self._beat_len = 0.5                   # seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.sent = 0
+
+    def follow(self, beat_wall: float, beat_seconds: float) -> None:
+        """The clock's latest beat: when it sounds (wall time) and how long it lasts."""
+        with self._lock:
+            self._beat_wall, self._beat_len = beat_wall, beat_seconds
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._send(bytes([0xFA]))
+            self._thread = threading.Thread(target=self._run, name="midi-clock-out", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+            self._send(bytes([0xFC]))
+
+    def _run(self) -> None:
+        last = float("-inf")       # when the last tick was due
+        while not self._stop.is_set():
+            with self._lock:
+                beat, length = self._beat_wall, self._beat_len
+            if beat is None:
+                self._stop.wait(0.005)
+                continue
+            tick = length / TICKS_PER_BEAT
+            now = time.monotonic()
+            # the next point of the latest beat's grid after the last tick; if
+            # Python fell far behind, skip to now rather than send a burst
+            after = max(last + tick / 2, now - tick)
+            due = beat + math.ceil((after - beat) / tick) * tick
+            if due > now and self._stop.wait(due - now):
+                break
+            self._send(bytes([0xF8]))
+            self.sent += 1
+            last = due

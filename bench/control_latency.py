@@ -1,0 +1,208 @@
+"""Control latency: from a MIDI message entering the process to Csound.
+
+    python bench/control_latency.py --out FILE.json [--messages N] [--flood-seconds S]
+
+A JACK server (dummy driver, 48 kHz, 64-frame periods) carries both the
+MIDI and the audio.  A sender process opens a virtual JACK MIDI port and
+sends control changes; the instrument, running as it does on the box (Csound
+through JACK, the control loop woken by input), maps them to `brightness`.
+
+Measured for every value that reaches Csound:
+  entry_to_channel   the message leaving rtmidi into the inbox (the JACK
+                     backend's poll thread) -> the value set in Csound's channel
+  channel_to_block   the channel set -> Csound performing the first k-cycle
+                     that reads it (a probe instrument timestamps it with
+                     rtclock, mapped to the monotonic clock)
+Two runs: idle (500 messages/s), and a flood (3,000 messages/s) with every
+core loaded by stress-ng, counting xruns and late notes.  Coalescing means
+a flood applies the newest value of each control per pass; every applied
+value is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PROBE = """
+; bench probe: when brightness changes, note the real time of the k-cycle that sees it
+instr LatencyProbe
+  kold init -1
+  know = rtclock:k()
+  chnset know, "probe_clock"
+  kvalue = chnget:k("brightness")
+  if kvalue != kold then
+    chnset kvalue, "probe_seen_value"
+    chnset know, "probe_seen_clock"
+    kold = kvalue
+  endif
+endin
+schedule "LatencyProbe", 0, -1
+"""
+
+CONFIG = """
+[audio]
+backend = "jack"
+buffer = 64
+hardware_buffer = 128
+[engine]
+orchestra = "{orchestra}"
+[midi]
+backend = "jack"
+scan_seconds = 0.25
+[[midi.map]]
+cc = 20
+device = "LatencyKnob"
+param = "brightness"
+"""
+
+
+def sender(rate: float, count: int) -> None:
+    import mido
+
+    backend = mido.Backend("mido.backends.rtmidi/UNIX_JACK")
+    with backend.open_output("LatencyKnob", virtual=True) as port:
+        time.sleep(1.5)                      # let the instrument find the port
+        start = time.monotonic()
+        for i in range(count):
+            due = start + i / rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            port.send(mido.Message("control_change", control=20, value=i % 128))
+
+
+def run(rate: float, count: int, loaded: bool, tmp: Path) -> dict:
+    from appliance import config as config_module
+    from appliance.engine.engine import RealtimeOutput
+    from appliance.instrument import Instrument
+
+    orchestra = tmp / "probe.orc"
+    orchestra.write_text((ROOT / "orchestras" / "default.orc").read_text() + PROBE)
+    config_path = tmp / "latency.toml"
+    config_path.write_text(CONFIG.format(orchestra=orchestra))
+    settings = config_module.load(config_path)
+    instrument = Instrument(settings, {"tempo": 120, "density": 0.8}, simulate=False)
+    applied: list[tuple[float, float, float]] = []     # value, entered, set
+
+    def record(change, at: float) -> None:  # type: ignore[no-untyped-def]
+        if change.name == "brightness" and change.time is not None:
+            applied.append((change.value, change.time, at))
+
+    instrument.on_applied = record
+    instrument.open(RealtimeOutput(backend="jack", buffer=64, hardware_buffer=128, realtime_priority=70))
+    instrument.perform()
+    seen: list[tuple[float, float]] = []               # value, when Csound saw it (monotonic)
+    offset = [float("inf")]
+    done = threading.Event()
+
+    def observe() -> None:
+        last = None
+        while not done.is_set():
+            now = time.monotonic()
+            offset[0] = min(offset[0], now - instrument.engine.channel("probe_clock"))
+            value = instrument.engine.channel("probe_seen_value")
+            clock = instrument.engine.channel("probe_seen_clock")
+            if (value, clock) != last:
+                seen.append((value, clock))
+                last = (value, clock)
+            time.sleep(0.0005)
+
+    stress = subprocess.Popen(["stress-ng", "--cpu", str(os.cpu_count()), "--quiet"]) if loaded else None
+    observer = threading.Thread(target=observe, daemon=True)
+    observer.start()
+    send = subprocess.Popen([sys.executable, __file__, "--sender", "--rate", str(rate), "--count", str(count)])
+    stop = threading.Event()
+    watcher = threading.Thread(target=lambda: (send.wait(), time.sleep(0.5), stop.set()), daemon=True)
+    watcher.start()
+    try:
+        instrument.run(None, stop)
+    finally:
+        done.set()
+        observer.join()
+        if stress is not None:
+            stress.terminate()
+            stress.wait()
+        instrument.close()
+    report = instrument.report()
+    entry = np.array([(s - e) * 1000 for _, e, s in applied])
+    block = []
+    clocks = [(v, c + offset[0]) for v, c in seen]
+    for value, _, set_at in applied:
+        later = [t for v, t in clocks if v == value and t >= set_at - 0.0005 and t - set_at < 0.04]
+        if later:
+            block.append(max(0.0, later[0] - set_at) * 1000)
+    return {
+        "messages_sent": count, "rate_per_second": rate, "cores_loaded": loaded,
+        "values_applied": len(applied), "midi_received": report["controls"]["received"],
+        "entry_to_channel_ms": _stats(entry),
+        "channel_to_block_ms": _stats(np.array(block)),
+        "xruns": report["xruns"], "late_notes": report["late_notes"], "late_steps": report["late_steps"],
+        "realtime_priority": report["realtime_priority"],
+    }
+
+
+def _stats(values: np.ndarray) -> dict:
+    if values.size == 0:
+        return {"count": 0}
+    return {"count": int(values.size), "p50": round(float(np.percentile(values, 50)), 3),
+            "p99": round(float(np.percentile(values, 99)), 3), "max": round(float(values.max()), 3)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "control_latency.json")
+    parser.add_argument("--messages", type=int, default=10000, help="messages in the idle run")
+    parser.add_argument("--flood-seconds", type=float, default=10.0)
+    parser.add_argument("--sender", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--rate", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.sender:
+        sender(args.rate, args.count)
+        return 0
+    for tool in ("jackd", "stress-ng"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is needed: apt-get install jackd2 stress-ng")
+    name = f"latency-{os.getpid()}"
+    os.environ["JACK_DEFAULT_SERVER"] = name
+    jack = subprocess.Popen(["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r", "48000", "-p", "64"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not glob.glob(f"/dev/shm/jack_{name}_*") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with tempfile.TemporaryDirectory() as tmp:
+            idle = run(500, args.messages, False, Path(tmp))
+            flood = run(3000, int(3000 * args.flood_seconds), True, Path(tmp))
+    finally:
+        jack.terminate()
+        jack.wait()
+    result = {"command": " ".join(["control_latency.py", *(argv if argv is not None else sys.argv[1:])]),
+              "jack": "dummy driver, 48 kHz, 64-frame periods (1.33 ms)", "idle": idle, "flood": flood}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    for label, figures in (("idle", idle), ("flood", flood)):
+        e, b = figures["entry_to_channel_ms"], figures["channel_to_block_ms"]
+        print(f"{label:5}  entry->channel p50 {e.get('p50')} p99 {e.get('p99')} max {e.get('max')} ms   "
+              f"channel->block p50 {b.get('p50')} p99 {b.get('p99')} max {b.get('max')} ms   "
+              f"xruns {figures['xruns']} late {figures['late_notes']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,192 @@
+"""Encoders, buttons, tap tempo, shift and MIDI clock, as the control loop sees them."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+
+from appliance.controls import Action, Controls, SetParam, TapTempo
+from appliance.gpio import ButtonConfig, EncoderConfig, Gpio
+from appliance.inputs import ButtonEdge, EncoderStep, Inbox, MidiEvent
+from appliance.midi.clock import ClockFollower
+from appliance.midi.mapping import Mapping, Router
+from appliance.params import PARAMETERS, ParamStore
+
+ENCODERS = {"tempo": EncoderConfig("tempo", (17, 18), "tempo", step=1.0, shift_param="swing"),
+            "slow": EncoderConfig("slow", (22, 23), "density", step=0.01, acceleration=False)}
+BUTTONS = {"tap": ButtonConfig("tap", 27, "tap_tempo"),
+           "play": ButtonConfig("play", 5, "start_stop", long_action="click", hold=0.6),
+           "shift": ButtonConfig("shift", 6, "shift")}
+
+
+class Rig:
+    """Controls plus a parameter store, applying effects like the control loop."""
+
+    def __init__(self, *mappings: Mapping, follow_clock: bool = False, **values: float) -> None:
+        self.store = ParamStore(PARAMETERS)
+        for name, value in values.items():
+            self.store.set(name, value)
+        self.controls = Controls(PARAMETERS, Router(PARAMETERS, list(mappings)), ENCODERS, BUTTONS,
+                                 follow_clock=follow_clock)
+        self.actions: list[Action] = []
+
+    def feed(self, *events) -> None:
+        self._apply(self.controls.handle(list(events), self.store.get))
+
+    def poll(self, now: float) -> None:
+        self._apply(self.controls.poll(now, self.store.get))
+
+    def _apply(self, effects) -> None:
+        for effect in effects:
+            if isinstance(effect, SetParam):
+                self.store.set(effect.name, effect.value)
+            else:
+                self.actions.append(effect)
+
+    def __getitem__(self, name: str) -> float:
+        return self.store.get(name)
+
+
+def test_four_taps_half_a_second_apart_give_120_bpm():
+    tap = TapTempo()
+    assert [tap.tap(t) for t in (10.0, 10.5, 11.0, 11.5)] == [None, 120.0, 120.0, 120.0]
+    assert tap.tap(20.0) is None               # a long pause starts a new count
+    assert tap.tap(20.4) == pytest.approx(150.0)
+
+
+def test_tap_tempo_from_a_button_counts_the_press():
+    rig = Rig(tempo=90)
+    for i in range(4):
+        rig.feed(ButtonEdge("tap", True, 1.0 + 0.5 * i), ButtonEdge("tap", False, 1.1 + 0.5 * i))
+    assert rig["tempo"] == 120.0
+
+
+def test_tap_tempo_from_a_midi_note():
+    rig = Rig(Mapping(kind="note", number=36, action="tap_tempo"), tempo=90)
+    for i in range(4):
+        rig.feed(MidiEvent("Pads 20:0", bytes([0x99, 36, 100]), 3.0 + 0.4 * i))
+    assert rig["tempo"] == 150.0
+
+
+def test_encoder_steps_and_accelerates_when_turned_fast():
+    rig = Rig(tempo=100)
+    for i in range(5):
+        rig.feed(EncoderStep("tempo", +1, 1.0 + 0.1 * i))     # slow: one BPM per detent
+    assert rig["tempo"] == 105
+    for i in range(4):
+        rig.feed(EncoderStep("tempo", +1, 2.0 + 0.01 * i))    # fast: 8 per detent after the first
+    assert rig["tempo"] == 105 + 1 + 3 * 8
+    rig.feed(EncoderStep("slow", -1, 3.0), EncoderStep("slow", -1, 3.001))
+    assert rig["density"] == pytest.approx(0.58)              # no acceleration configured
+
+
+def test_a_bouncing_encoder_never_moves_backwards():
+    rig = Rig(tempo=100)
+    t = 5.0
+    for _ in range(10):
+        rig.feed(EncoderStep("tempo", +1, t))
+        rig.feed(EncoderStep("tempo", -1, t + 0.004))            # contact bounce
+        t += 0.1
+    assert rig["tempo"] == 110
+    assert rig.controls.ignored_bounces == 10
+    rig.feed(EncoderStep("tempo", -1, t + 0.2))                # a real reversal, later
+    assert rig["tempo"] == 109
+
+
+def test_gpio_encoder_with_chattering_contacts_through_gpiozero_mock_pins():
+    inbox = Inbox(clock=iter(i * 0.07 for i in range(10**6)).__next__)
+    gpio = Gpio(ENCODERS.values(), BUTTONS.values(), inbox, simulate=True)
+    try:
+        rig = Rig(tempo=100)
+        values = []
+        for _ in range(12):
+            gpio.turn("tempo", +1, bounce=True)
+            rig.feed(*inbox.take())
+            values.append(rig["tempo"])
+        assert values == sorted(values) and values[-1] == 112
+        gpio.turn("tempo", -3, bounce=True)
+        rig.feed(*inbox.take())
+        assert rig["tempo"] == 109
+    finally:
+        gpio.close()
+
+
+def test_long_press_is_distinct_from_a_short_one():
+    rig = Rig()
+    rig.feed(ButtonEdge("play", True, 1.0))
+    rig.poll(1.3)
+    rig.feed(ButtonEdge("play", False, 1.35))                  # short: start_stop on release
+    assert [a.name for a in rig.actions] == ["start_stop"]
+    rig.feed(ButtonEdge("play", True, 2.0))
+    rig.poll(2.5)
+    assert [a.name for a in rig.actions] == ["start_stop"]
+    rig.poll(2.61)                                             # held 0.6 s: the long action, once
+    rig.poll(3.0)
+    rig.feed(ButtonEdge("play", False, 3.2))
+    assert [a.name for a in rig.actions] == ["start_stop", "click"]
+
+
+def test_button_bounce_is_ignored():
+    rig = Rig(tempo=90)
+    rig.feed(ButtonEdge("tap", True, 1.0), ButtonEdge("tap", False, 1.005), ButtonEdge("tap", True, 1.008))
+    rig.feed(ButtonEdge("tap", False, 1.1), ButtonEdge("tap", True, 1.5))
+    assert rig["tempo"] == 120.0                               # two taps 0.5 s apart, not four
+
+
+def test_shift_gives_an_encoder_its_second_parameter():
+    rig = Rig(tempo=100, swing=50)
+    rig.feed(ButtonEdge("shift", True, 1.0), EncoderStep("tempo", +1, 1.2), EncoderStep("tempo", +1, 1.4))
+    assert (rig["tempo"], rig["swing"]) == (100, 52)
+    rig.feed(ButtonEdge("shift", False, 1.6), EncoderStep("tempo", +1, 1.8))
+    assert (rig["tempo"], rig["swing"]) == (101, 52)
+
+
+def test_a_shift_held_by_an_unplugged_device_is_released():
+    rig = Rig(Mapping(kind="note", number=40, action="shift"), tempo=100, swing=50)
+    rig.feed(MidiEvent("Pads 20:0", bytes([0x90, 40, 100]), 1.0))
+    assert rig.controls.shift
+    rig.controls.release_device("Pads 20:0")
+    assert not rig.controls.shift
+
+
+def clock_ticks(tempo: float, start: float, beats: float, jitter: float = 0.0, seed: int = 1):
+    rng = random.Random(seed)
+    step = 60 / tempo / 24
+    return [start + i * step + rng.uniform(-jitter, jitter) for i in range(int(beats * 24))]
+
+
+def test_midi_clock_follower_finds_the_tempo_through_jitter():
+    follower = ClockFollower()
+    for t in clock_ticks(123.0, 0.0, 8, jitter=0.001):
+        follower.tick(t)
+        follower.update(t)
+    assert follower.tempo == pytest.approx(123.0, abs=0.3)
+
+
+def test_midi_clock_changes_glide_and_a_lost_clock_holds():
+    follower = ClockFollower()
+    ticks = clock_ticks(100.0, 0.0, 8) + clock_ticks(140.0, 4.85, 8)
+    tempos = []
+    for t in ticks:
+        follower.tick(t)
+        tempos.append(follower.update(t))
+    steady = [x for x in tempos if x is not None]
+    assert steady[0] == pytest.approx(100, abs=0.5)
+    assert max(abs(b - a) for a, b in itertools.pairwise(steady)) < 3   # no jump
+    assert steady[-1] == pytest.approx(140, abs=1.0)
+    assert follower.update(ticks[-1] + 5) == steady[-1]       # the source went away: hold
+
+
+def test_followed_clock_sets_the_tempo_and_transport():
+    rig = Rig(follow_clock=True, tempo=90)
+    for t in clock_ticks(128.0, 0.0, 4):
+        rig.feed(MidiEvent("Drum machine 16:0", bytes([0xF8]), t))
+        rig.poll(t)
+    assert rig["tempo"] == pytest.approx(128.0, abs=0.3)
+    rig.feed(MidiEvent("Drum machine 16:0", bytes([0xFC]), 3.0), MidiEvent("Drum machine 16:0", bytes([0xFA]), 4.0))
+    assert [a.name for a in rig.actions] == ["stop", "start"]
+    ignoring = Rig(tempo=90)
+    ignoring.feed(MidiEvent("Drum machine 16:0", bytes([0xFA]), 1.0))
+    assert ignoring.actions == []

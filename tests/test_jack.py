@@ -1,0 +1,115 @@
+"""End to end through a real JACK server (the dummy driver): MIDI from a port
+that appears after the instrument started, and Csound playing through JACK."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import sys
+import time
+
+import mido
+import numpy as np
+import pytest
+
+from appliance.analysis import onsets, read_wav
+from tests.conftest import ideal_beats
+
+
+@pytest.fixture(scope="module")
+def jack_server():
+    name = f"appliance-test-{os.getpid()}"
+    server = subprocess.Popen(["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r", "48000", "-p", "128"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not glob.glob(f"/dev/shm/jack_{name}_*") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.poll() is None, "jackd did not start"
+    previous = os.environ.get("JACK_DEFAULT_SERVER")
+    os.environ["JACK_DEFAULT_SERVER"] = name
+    yield name
+    if previous is None:
+        del os.environ["JACK_DEFAULT_SERVER"]
+    else:
+        os.environ["JACK_DEFAULT_SERVER"] = previous
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def start(tmp_path, config: str, seconds: float, *extra: str) -> tuple[subprocess.Popen, object]:
+    path = tmp_path / "jack.toml"
+    path.write_text(config)
+    report = tmp_path / "report.json"
+    process = subprocess.Popen([sys.executable, "-m", "appliance", "run", "--config", str(path),
+                                "--state-dir", str(tmp_path / "state"), "--no-socket",
+                                "--seconds", str(seconds), "--report", str(report), *extra],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return process, report
+
+
+MIDI_CONFIG = """
+[audio]
+backend = "null"
+[midi]
+backend = "jack"
+scan_seconds = 0.5
+[[midi.map]]
+cc = 20
+device = "TestKnobs"
+param = "tempo"
+min = 60
+max = 180
+"""
+
+
+def test_a_jack_midi_port_created_after_start_changes_the_tempo(tmp_path, jack_server):
+    process, report = start(tmp_path, MIDI_CONFIG, 6)
+    time.sleep(1.5)                                    # the instrument is playing; now the controller appears
+    backend = mido.Backend("mido.backends.rtmidi/UNIX_JACK")
+    with backend.open_output("TestKnobs", virtual=True) as port:
+        end = time.monotonic() + 3.0                   # found within 2 s (scan every 0.5 s); keep sending
+        while time.monotonic() < end:
+            port.send(mido.Message("control_change", control=20, value=127))
+            time.sleep(0.1)
+    _out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    result = json.loads(report.read_text())
+    assert result["params"]["tempo"] == 180.0
+    assert any("TestKnobs" in device for device in result["controls"]["devices"]) or \
+        result["controls"]["received"] > 0
+    assert result["late_notes"] == 0
+
+
+def test_csound_plays_through_jack(tmp_path, jack_server):
+    config = "[audio]\nbackend = \"jack\"\nbuffer = 128\nhardware_buffer = 256\n[midi]\nbackend = \"jack\"\n"
+    take = tmp_path / "jack.wav"
+    process, report = start(tmp_path, config, 4, "--record", str(take), "--set", "click=1",
+                            "--set", "density=0", "--set", "tempo=141")
+    _out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    result = json.loads(report.read_text())
+    assert result["audio"] == "jack" and result["errors"] == []
+    # JACK reports its xruns to Csound and the report counts them.  This VM's
+    # dummy driver wakes late now and then (a plain `csound` through it gets
+    # about 0.3 xruns a second too), so the count is not asserted to be zero.
+    assert isinstance(result["xruns"], int) and result["seconds"] >= 4
+    audio, _ = read_wav(take)
+    found = onsets(audio)
+    assert len(found) >= 8
+    assert np.max(np.abs(found - ideal_beats(len(found), 141))) <= 1.0
+
+
+def test_no_midi_subsystem_keeps_playing_and_says_so(tmp_path):
+    process, report = start(tmp_path, "[audio]\nbackend = \"null\"\n[midi]\nbackend = \"alsa\"\n", 2,
+                            "--set", "density=1")
+    _out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    result = json.loads(report.read_text())
+    assert result["notes"] > 10
+    if os.path.exists("/dev/snd/seq"):          # a machine with ALSA MIDI: it is found
+        assert result["controls"]["midi"].startswith("MIDI (alsa): ")
+    else:
+        assert result["controls"]["midi"] == "MIDI unavailable: no ALSA sequencer (/dev/snd/seq); retrying"
+        assert "MIDI unavailable" in err

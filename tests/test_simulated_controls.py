@@ -1,0 +1,172 @@
+"""Scenarios play the simulated hardware through the same code as real devices."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from appliance import config as config_module
+from appliance.analysis import onsets, read_wav
+from appliance.engine.engine import RealtimeOutput
+from appliance.instrument import Instrument
+from tests.conftest import CLICK_ONLY, ideal_steps
+
+CONTROLS = """
+[midi]
+sim_devices = ["Knobs"]
+scan_seconds = 0.5
+
+[[midi.map]]
+cc = 20
+device = "Knobs"
+param = "tempo"
+min = 60
+max = 180
+
+[[midi.map]]
+cc = 21
+param = "density"
+mode = "pickup"
+
+[[midi.map]]
+cc = 22
+param = "brightness"
+
+[[midi.map]]
+note = 36
+action = "tap_tempo"
+
+[[gpio.encoder]]
+name = "tempo"
+pins = [17, 18]
+param = "tempo"
+step = 1.0
+
+[[gpio.button]]
+name = "tap"
+pin = 27
+action = "tap_tempo"
+
+[[gpio.button]]
+name = "play"
+pin = 22
+action = "start_stop"
+"""
+
+
+def test_encoder_turns_change_the_tempo(render):
+    scenario = ("[[event]]\nat = 0.5\nencoder = { name = 'tempo', turn = 10 }\n"
+                "[[event]]\nat = 2.0\nencoder = { name = 'tempo', turn = -3, bounce = true }\n")
+    result = render(3, {"tempo": 100}, config=CONTROLS, scenario=scenario)
+    assert result.report["params"]["tempo"] == 107.0
+    assert result.report["errors"] == []
+
+
+def test_four_button_taps_set_120_bpm(render):
+    taps = "".join(f"[[event]]\nat = {1 + 0.5 * i}\nbutton = {{ name = 'tap', press = 0.05 }}\n" for i in range(4))
+    result = render(3.5, {"tempo": 77}, config=CONTROLS, scenario=taps)
+    assert result.report["params"]["tempo"] == 120.0
+
+
+def test_midi_from_a_device_plugged_in_while_playing(render):
+    scenario = ("[[event]]\nat = 0.5\nplug = 'Late Knobs'\n"
+                "[[event]]\nat = 1.2\nmidi = { device = 'Late Knobs', type = 'control_change', "
+                "channel = 1, control = 21, value = 127 }\n"
+                "[[event]]\nat = 1.3\nmidi = { device = 'Late Knobs', type = 'control_change', "
+                "channel = 1, control = 21, value = 0 }\n"
+                "[[event]]\nat = 1.5\nmidi = { device = 'Knobs', type = 'control_change', "
+                "channel = 1, control = 20, value = 127 }\n")
+    result = render(2.5, {"density": 0.4}, config=CONTROLS, scenario=scenario)
+    assert result.report["errors"] == []
+    assert "Late Knobs" in result.report["controls"]["devices"]
+    assert result.report["params"]["density"] == 0.0     # picked up on the way down through 0.4
+    assert result.report["params"]["tempo"] == 180.0
+
+
+def test_an_unplugged_device_is_released_and_can_come_back(render):
+    scenario = ("[[event]]\nat = 0.6\nunplug = 'Knobs'\n"
+                "[[event]]\nat = 1.5\nplug = 'Knobs'\n"
+                "[[event]]\nat = 2.5\nmidi = { device = 'Knobs', type = 'control_change', control = 20, value = 0 }\n")
+    result = render(3, {"tempo": 100}, config=CONTROLS, scenario=scenario)
+    assert result.report["params"]["tempo"] == 60.0
+    assert result.report["controls"]["devices"] == ["Knobs"]
+
+
+def test_garbage_and_sysex_do_not_stop_later_messages(render):
+    garbage = [0xF0, 1, 2, 3, 0x99, 0xF7, 0x45, 0x13, 0xB0, 20, 100, 21, 5, 0xFF, 0x80, 0xF8]
+    scenario = (f"[[event]]\nat = 0.5\nmidi = {{ bytes = {garbage} }}\n"
+                "[[event]]\nat = 0.6\nmidi = { bytes = [176, 20, 127, 20, 0] }\n"     # running status
+                "[[event]]\nat = 0.7\nmidi = { type = 'note_on', note = 36, velocity = 90 }\n")
+    result = render(1.5, {"tempo": 100}, config=CONTROLS, scenario=scenario)
+    assert result.report["params"]["tempo"] == 60.0      # the last of the running-status pair
+    assert result.report["errors"] == []
+
+
+def test_learn_from_a_scenario(render):
+    scenario = ("[[event]]\nat = 0.5\nlearn = 'reverb'\n"
+                "[[event]]\nat = 0.7\nmidi = { type = 'control_change', channel = 5, control = 70, value = 127 }\n"
+                "[[event]]\nat = 1.0\nmidi = { type = 'control_change', channel = 5, control = 70, value = 32 }\n")
+    result = render(1.5, {"reverb": 0.1}, config=CONTROLS, scenario=scenario)
+    learned = result.report["controls"]["learned"]
+    assert learned == [{"kind": "cc", "number": 70, "param": "reverb", "channel": 5, "device": "Knobs",
+                        "mode": "pickup", "curve": "linear"}]
+    assert result.report["params"]["reverb"] == round(32 / 127, 6)
+
+
+def test_start_stop_button_stops_the_clock_and_restarts_on_a_bar(render):
+    scenario = ("[[event]]\nat = 2.1\nbutton = { name = 'play', press = 0.05 }\n"
+                "[[event]]\nat = 3.3\nbutton = { name = 'play', press = 0.05 }\n")
+    result = render(5, {**CLICK_ONLY, "tempo": 120}, config=CONTROLS, scenario=scenario)
+    found = onsets(result.audio)
+    # 120 BPM: clicks at 128 + 24000 k until the stop at 2.1 s (k = 0..4)
+    assert list(found[:5]) == [128 + 24000 * k for k in range(5)]
+    silent = found[(found > 2.1 * 48000) & (found < 3.3 * 48000)]
+    assert silent.size == 0
+    after = found[found > 3.3 * 48000]
+    assert len(after) >= 3 and np.all(np.abs(np.diff(after) - 24000) <= 1)
+    assert result.report["transport"] == "playing"
+
+
+def test_a_flood_of_midi_never_grows_a_queue_nor_disturbs_the_sound(tmp_path):
+    path = tmp_path / "flood.toml"
+    path.write_text(CONTROLS)
+    settings = config_module.load(path)
+    instrument = Instrument(settings, {"tempo": 137, "density": 1, "perc": 1, "lead": 0, "bass": 0,
+                                       "pad": 0, "reverb": 0, "echo": 0}, simulate=True)
+    take = tmp_path / "flood.wav"
+    instrument.open(RealtimeOutput(backend="null", realtime_priority=0))
+    instrument.perform(take)
+    sim = instrument.hardware.sim()
+    longest = [0]
+
+    def flood() -> None:
+        time.sleep(0.5)
+        end = time.monotonic() + 2.5
+        i = 0
+        while time.monotonic() < end:
+            for _ in range(50):
+                sim.send("Knobs", bytes([0xB0, 22, i % 128]))
+                i += 1
+            longest[0] = max(longest[0], len(instrument.inbox))
+            time.sleep(0.005)              # 50 messages per 5 ms: 10,000 per second
+        sim.send("Knobs", bytes([0xB0, 22, 127]))
+
+    thread = threading.Thread(target=flood)
+    thread.start()
+    try:
+        instrument.run(3.5, threading.Event())
+    finally:
+        thread.join()
+        instrument.close()
+    report = instrument.report()
+    assert report["controls"]["received"] > 20000
+    assert longest[0] <= 4096
+    assert report["late_notes"] == 0 and report["xruns"] == 0
+    assert report["params"]["brightness"] == 1.0
+    audio, _ = read_wav(take)
+    found = onsets(audio)
+    expected = ideal_steps(200, 137)
+    expected = expected[expected < len(audio)]
+    assert len(found) == len(expected) and np.max(np.abs(found - expected)) <= 1.0
