@@ -7,6 +7,7 @@ A wheel carries copies of them in appliance/_data/ (see pyproject.toml).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -27,3 +28,46 @@ def config_dir() -> Path:
 
 def default_orchestra() -> Path:
     return orchestras() / "default.orc"
+
+
+def systemd_dir() -> Path:
+    return _data("systemd")
+
+
+def project_root() -> Path | None:
+    """The checkout this package runs from, if it runs from one."""
+    root = _PACKAGE.parent
+    return root if (root / "pyproject.toml").is_file() else None
+
+
+def _may_write(directory: Path) -> bool:
+    """True if this process can write in directory, or create it."""
+    while not directory.exists():
+        directory = directory.parent
+    return os.access(directory, os.W_OK | os.X_OK)
+
+
+def default_socket() -> Path:
+    """/run/appliance/control.sock for the service; a per-user place otherwise."""
+    system = Path("/run/appliance")
+    if _may_write(system):
+        return system / "control.sock"
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return Path(runtime) / "appliance" / "control.sock"
+    return Path(f"/tmp/appliance-{os.getuid()}") / "control.sock"
+
+
+def client_socket() -> Path:
+    """Where the command-line client looks: the service's socket if it is there."""
+    system = Path("/run/appliance/control.sock")
+    return system if system.exists() else default_socket()
+
+
+def default_state_dir() -> Path:
+    """/var/lib/appliance for the service; ~/.local/state/appliance otherwise."""
+    system = Path("/var/lib/appliance")
+    if _may_write(system):
+        return system
+    base = os.environ.get("XDG_STATE_HOME")
+    return (Path(base) if base else Path.home() / ".local" / "state") / "appliance"

@@ -1,0 +1,138 @@
+"""`appliance install` and `appliance uninstall`: the instrument as a boot service.
+
+install (as root, from a checkout):
+  1. a virtual environment in /opt/NAME with this package (not the
+     checkout's editable one: the service user cannot read a home directory);
+  2. a system user NAME in the groups audio and gpio (where they exist);
+  3. /etc/NAME/appliance.toml, the factory config, unless one is there;
+  4. /etc/systemd/system/NAME.service from systemd/appliance.service;
+  5. systemctl daemon-reload and enable --now.
+uninstall undoes 1, 4 and 5; with --purge also 2, 3 and the state in /var/lib/NAME.
+
+With --root DIR everything is written under DIR and the user and systemctl
+steps are left out (for images and tests).
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from appliance import paths
+from appliance.errors import ApplianceError
+
+GROUPS = ("audio", "gpio")
+
+
+def install(root: Path, name: str) -> list[str]:
+    live = _check(root)
+    done = []
+    prefix = root / "opt" / name
+    source = paths.project_root()
+    if source is None:
+        raise ApplianceError("install runs from a checkout (it installs that checkout into /opt)")
+    _run([sys.executable, "-m", "venv", "--clear", str(prefix)])
+    _run([str(prefix / "bin" / "python"), "-m", "pip", "install", "--quiet", str(source)])
+    done.append(f"installed the package into {prefix}")
+    groups = [g for g in GROUPS if _group_exists(g)]
+    if live:
+        if not _user_exists(name):
+            _run(["useradd", "--system", "--user-group", "--home-dir", f"/var/lib/{name}", "--no-create-home",
+                  "--shell", "/usr/sbin/nologin", name])
+            done.append(f"created the system user {name}")
+        if groups:
+            _run(["usermod", "--append", "--groups", ",".join(groups), name])
+    config = root / "etc" / name / "appliance.toml"
+    if config.exists():
+        done.append(f"kept the existing {config}")
+    else:
+        config.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(paths.config_dir() / "appliance.toml", config)
+        config.chmod(0o644)
+        done.append(f"wrote the factory config to {config}")
+    unit = unit_path(root, name)
+    unit.parent.mkdir(parents=True, exist_ok=True)
+    unit.write_text(render_unit(name, Path("/opt") / name, groups))
+    unit.chmod(0o644)
+    done.append(f"wrote {unit}")
+    if live:
+        _run(["systemctl", "daemon-reload"])
+        _run(["systemctl", "enable", "--now", f"{name}.service"])
+        done.append(f"enabled and started {name}.service (journalctl -u {name} -f to follow it)")
+    return done
+
+
+def uninstall(root: Path, name: str, purge: bool) -> list[str]:
+    live = _check(root)
+    done = []
+    unit = unit_path(root, name)
+    if live and unit.exists():
+        subprocess.run(["systemctl", "disable", "--now", f"{name}.service"], check=False)
+        done.append(f"stopped and disabled {name}.service")
+    if unit.exists():
+        unit.unlink()
+        done.append(f"removed {unit}")
+        if live:
+            _run(["systemctl", "daemon-reload"])
+    prefix = root / "opt" / name
+    if prefix.exists():
+        shutil.rmtree(prefix)
+        done.append(f"removed {prefix}")
+    if purge:
+        for directory in (root / "etc" / name, root / "var" / "lib" / name):
+            if directory.exists():
+                shutil.rmtree(directory)
+                done.append(f"removed {directory}")
+        if live and _user_exists(name):
+            _run(["userdel", name])
+            done.append(f"removed the user {name}")
+    else:
+        done.append(f"kept {root / 'etc' / name} and {root / 'var' / 'lib' / name} (--purge removes them)")
+    return done
+
+
+def unit_path(root: Path, name: str) -> Path:
+    return root / "etc" / "systemd" / "system" / f"{name}.service"
+
+
+def render_unit(name: str, prefix: Path, groups: list[str]) -> str:
+    template = (paths.systemd_dir() / "appliance.service").read_text()
+    unit = template.replace("@NAME@", name).replace("@PREFIX@", str(prefix))
+    if groups:
+        return unit.replace("@GROUPS@", " ".join(groups))
+    return "\n".join(line for line in unit.splitlines() if "@GROUPS@" not in line) + "\n"
+
+
+def _check(root: Path) -> bool:
+    """True when installing into the running system (user and systemctl steps too)."""
+    live = root.resolve() == Path("/")
+    if live and os.geteuid() != 0:
+        raise ApplianceError("install and uninstall need root: sudo .venv/bin/appliance install")
+    return live
+
+
+def _run(command: list[str]) -> None:
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ApplianceError(f"{' '.join(command)} failed: {done.stderr.strip() or done.stdout.strip()}")
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False
+
+
+def _group_exists(name: str) -> bool:
+    try:
+        grp.getgrnam(name)
+        return True
+    except KeyError:
+        return False

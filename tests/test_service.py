@@ -1,0 +1,281 @@
+"""The real service, in simulated mode, driven through the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+GOOD_CONFIG = """
+[audio]
+backend = "null"
+[params]
+tempo = 111
+"""
+
+
+class Box:
+    """One running instrument with its own socket and state directory."""
+
+    def __init__(self, tmp: Path, config: str = GOOD_CONFIG, extra: tuple[str, ...] = (),
+                 env: dict[str, str] | None = None) -> None:
+        self.tmp = tmp
+        self.socket = tmp / "run" / "control.sock"
+        self.state = tmp / "state"
+        self.config = tmp / "appliance.toml"
+        self.report = tmp / "report.json"
+        if not self.config.exists() or config is not GOOD_CONFIG:
+            self.config.write_text(config)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "appliance", "run", "--simulate", "--config", str(self.config),
+             "--socket", str(self.socket), "--state-dir", str(self.state), "--report", str(self.report), *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+        deadline = time.monotonic() + 30
+        while not self.answers():                  # a socket left by a killed instance does not count
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"the service did not start: {self.process.communicate()[1]}")
+            time.sleep(0.05)
+
+    def answers(self) -> bool:
+        with socket.socket(socket.AF_UNIX) as probe:
+            try:
+                probe.connect(str(self.socket))
+                return True
+            except OSError:
+                return False
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "appliance", *args[:1], "--socket", str(self.socket),
+                               *args[1:]], capture_output=True, text=True, timeout=60)
+
+    def ok(self, *args: str) -> str:
+        done = self.cli(*args)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    def stop(self) -> dict:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.communicate(timeout=30)
+        assert self.process.returncode == 0
+        return json.loads(self.report.read_text())
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.communicate(timeout=30)
+
+
+@pytest.fixture
+def box(tmp_path):
+    running = Box(tmp_path)
+    yield running
+    if running.process.poll() is None:
+        running.kill()
+
+
+def test_the_command_line_drives_the_running_instrument(box):
+    status = json.loads(box.ok("status", "--json"))
+    assert status["tempo"] == 111.0 and status["safe_mode"] is False and status["transport"] == "playing"
+    assert "MIDI (sim)" in status["midi"]
+    assert box.ok("get", "tempo") == "111.0 BPM"
+    assert box.ok("set", "tempo", "128") == "128.0 BPM"
+    assert box.ok("set", "scale", "lydian") == "lydian"
+    time.sleep(0.2)
+    assert box.ok("get", "tempo") == "128.0 BPM"
+    assert "tempo" in box.ok("params") and "lydian" in box.ok("params")
+    human = box.ok("status")
+    assert "BPM" in human and "xruns 0" in human
+    assert "Sim Controller" in box.ok("midi")
+    assert "learning density" in box.ok("learn", "density")
+    assert box.ok("logs", "-n", "5") != ""
+
+
+def test_refusals_are_plain_and_non_zero(box):
+    out_of_range = box.cli("set", "tempo", "900")
+    assert out_of_range.returncode != 0
+    assert out_of_range.stderr.strip() == "error: tempo must be within 20..300 BPM, got 900"
+    misspelt = box.cli("get", "tempi")
+    assert misspelt.returncode != 0 and "did you mean 'tempo'" in misspelt.stderr
+    assert box.cli("preset", "load", "nothing-here").returncode != 0
+    assert box.cli("learn", "wobble").returncode != 0
+    # a hostile client gets answers, not a crash
+    with socket.socket(socket.AF_UNIX) as raw:
+        raw.connect(str(box.socket))
+        raw.sendall(b"not json\n" + b'{"cmd": 5}\n' + b'{"cmd": "explode"}\n' + b"\xff\xfe\n" + b"x" * 70000 + b"\n")
+        raw.settimeout(5)
+        answers = b""
+        while answers.count(b"\n") < 5:
+            chunk = raw.recv(65536)
+            if not chunk:
+                break
+            answers += chunk
+    lines = [json.loads(line) for line in answers.splitlines()]
+    assert all(line["ok"] is False for line in lines) and len(lines) == 5
+    assert "unknown command 'explode'" in lines[2]["error"] and "commands: status, get" in lines[2]["error"]
+    assert box.ok("get", "tempo") == "111.0 BPM"             # still there
+
+
+def test_verbs_say_plainly_when_the_instrument_is_not_running(tmp_path):
+    for verb in (("status",), ("get", "tempo"), ("set", "tempo", "100"), ("params",), ("preset", "list"),
+                 ("learn", "tempo"), ("reload",), ("midi",), ("logs",)):
+        done = subprocess.run([sys.executable, "-m", "appliance", verb[0], "--socket", str(tmp_path / "none.sock"),
+                               *verb[1:]], capture_output=True, text=True, timeout=30)
+        assert done.returncode != 0
+        assert "the instrument is not running" in done.stderr
+
+
+def test_the_socket_is_owner_and_group_only(box):
+    mode = stat.S_IMODE(box.socket.stat().st_mode)
+    assert mode == 0o660
+    assert stat.S_IMODE(box.socket.parent.stat().st_mode) & 0o007 == 0
+
+
+def test_a_second_instance_on_the_same_socket_is_refused(box, tmp_path):
+    second = subprocess.run([sys.executable, "-m", "appliance", "run", "--simulate", "--config", str(box.config),
+                             "--socket", str(box.socket), "--state-dir", str(tmp_path / "other"),
+                             "--seconds", "2"], capture_output=True, text=True, timeout=60)
+    assert second.returncode != 0
+    assert f"another instrument is running on {box.socket}" in second.stderr
+    assert box.ok("get", "tempo") == "111.0 BPM"
+
+
+def test_presets_and_the_last_state_survive_restarts(tmp_path):
+    box = Box(tmp_path)
+    box.ok("set", "density", "0.77")
+    box.ok("set", "root", "D")
+    box.ok("preset", "save", "Evening")
+    box.ok("set", "density", "0.1")
+    assert box.ok("preset", "list") == "Evening"
+    box.stop()
+    again = Box(tmp_path)
+    assert again.ok("get", "density") == "0.1"              # the last state came back
+    assert again.ok("get", "root") == "D"
+    again.ok("preset", "load", "Evening")
+    time.sleep(0.2)
+    assert again.ok("get", "density") == "0.77"
+    again.ok("preset", "delete", "Evening")
+    assert again.ok("preset", "list") == "(no presets)"
+    again.stop()
+
+
+def test_a_saved_preset_survives_kill_9_at_any_moment(tmp_path):
+    rng = random.Random(11)
+    saved: list[str] = []
+    box = Box(tmp_path)
+    for round_ in range(6):
+        for i in range(rng.randrange(1, 4)):
+            name = f"take {round_}-{i}"
+            box.ok("set", "tempo", str(60 + round_ * 10 + i))
+            time.sleep(0.05)
+            if box.cli("preset", "save", name).returncode == 0:
+                saved.append(name)
+        time.sleep(rng.uniform(0, 0.05))
+        box.kill()                                           # no warning, no clean-up
+        box = Box(tmp_path)
+        listed = box.ok("preset", "list").splitlines()
+        assert set(saved) <= set(listed)
+    for name in saved:                      # each loads (a crash loop may have started safe mode: fine)
+        box.ok("preset", "load", name)
+    assert len(saved) >= 6
+    box.stop()
+
+
+def test_reload_applies_a_good_config_and_refuses_a_bad_one(box):
+    mapping = "\n[[midi.map]]\ncc = 7\nparam = 'volume'\n"
+    box.config.write_text(GOOD_CONFIG.replace("tempo = 111", "tempo = 123") + mapping)
+    assert "params.tempo" in box.ok("reload")
+    time.sleep(0.2)
+    assert box.ok("get", "tempo") == "123.0 BPM"
+    assert "kind=cc, number=7, param=volume" in box.ok("midi")
+    box.config.write_text("[audio]\nbackend = 'null'\nksmps = 'lots'\n[params]\ntempo = 500\n")
+    refused = box.cli("reload")
+    assert refused.returncode != 0
+    assert f"{box.config}:3: audio.ksmps: must be a whole number" in refused.stderr
+    assert box.ok("get", "tempo") == "123.0 BPM"                 # the running config is kept
+    box.config.write_text(GOOD_CONFIG.replace("tempo = 111", "tempo = 99"))
+    box.process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while box.ok("get", "tempo") != "99.0 BPM" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert box.ok("get", "tempo") == "99.0 BPM"
+
+
+def test_an_orchestra_change_restarts_csound_and_keeps_playing(box, tmp_path):
+    orchestra = tmp_path / "mine.orc"
+    default = Path(__file__).resolve().parents[1] / "orchestras" / "default.orc"
+    orchestra.write_text(default.read_text().replace("ifreq = (iaccent == 1 ? 2000 : 1400)",
+                                                     "ifreq = (iaccent == 1 ? 2500 : 1800)"))
+    box.config.write_text(GOOD_CONFIG + f"\n[engine]\norchestra = '{orchestra}'\n")
+    assert "engine restarted" in box.ok("reload")
+    status = json.loads(box.ok("status", "--json"))
+    assert status["orchestra"] == str(orchestra)
+    time.sleep(1.0)
+    later = json.loads(box.ok("status", "--json"))
+    assert later["notes"] > 0 and later["transport"] == "playing"
+    assert box.stop()["errors"] == []
+
+
+SAFE_CASES = {
+    "an invalid config": ("[audio]\nbackend = 'null'\nksmps = 'lots'\n", (), {}, "the config is invalid"),
+    "a broken orchestra": ("[audio]\nbackend = 'null'\n[engine]\norchestra = '{orc}'\n", (), {},
+                           "the orchestra does not compile"),
+    "the button held at start": (GOOD_CONFIG, (), {"APPLIANCE_SIM_HELD_PINS": "26"}, "was held at start"),
+    "--safe-mode": (GOOD_CONFIG, ("--safe-mode",), {}, "asked for"),
+}
+
+
+@pytest.mark.parametrize("case", SAFE_CASES)
+def test_safe_mode_plays_factory_defaults_and_says_so(tmp_path, case):
+    config, extra, env, reason = SAFE_CASES[case]
+    broken = tmp_path / "broken.orc"
+    broken.write_text("instr Lead\n  a1 oscili\nendin\n")
+    box = Box(tmp_path, config=config.replace("{orc}", str(broken)), extra=extra, env=env)
+    status = json.loads(box.ok("status", "--json"))
+    assert status["safe_mode"] is True and any(reason in r for r in status["safe_mode_reasons"])
+    time.sleep(1.0)
+    report = box.stop()
+    assert report["safe_mode"] is True
+    assert any(reason in e for e in report["errors"])
+    assert report["notes"] > 0                                   # never a silent box
+    assert report["params"]["tempo"] == 100.0                    # the factory tempo, not 111
+    if case == "an invalid config":
+        assert any(f"{box.config}:3: audio.ksmps" in e for e in report["errors"])
+
+
+def test_a_crash_loop_starts_in_safe_mode(tmp_path):
+    for _ in range(3):
+        box = Box(tmp_path)
+        box.kill()                     # killed before it could count as a good start
+    box = Box(tmp_path)
+    status = json.loads(box.ok("status", "--json"))
+    assert status["safe_mode"] is True and "crash loop" in status["safe_mode_reasons"][0]
+    box.stop()
+
+
+def test_systemd_is_told_ready_and_the_watchdog_is_fed(tmp_path):
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    address = tmp_path / "notify.sock"
+    listener.bind(str(address))
+    listener.settimeout(20)
+    box = Box(tmp_path, env={"NOTIFY_SOCKET": str(address), "WATCHDOG_USEC": "1000000"})
+    messages: list[str] = []
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and sum("WATCHDOG=1" in m for m in messages) < 3:
+            messages.append(listener.recv(4096).decode())
+    finally:
+        box.stop()
+        listener.close()
+    joined = "\n".join(messages)
+    assert "READY=1" in messages[0]
+    assert "STATUS=" in joined and "BPM" in joined
+    assert joined.count("WATCHDOG=1") >= 3
+    assert joined.index("READY=1") < joined.index("WATCHDOG=1")

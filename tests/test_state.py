@@ -1,0 +1,123 @@
+"""Saved state: atomic, checked, and whole after a kill -9 at any moment."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from appliance import state
+from appliance.boots import BootLog
+from appliance.params import PARAMETERS
+from appliance.presets import PresetError, Presets
+
+
+def test_a_saved_file_reads_back(tmp_path):
+    path = tmp_path / "x.json"
+    state.save(path, "preset", {"a": 1})
+    assert state.load(path, "preset") == state.Loaded({"a": 1}, None)
+    assert oct(path.stat().st_mode & 0o777) == "0o640"
+
+
+def test_a_damaged_file_falls_back_to_the_previous_copy(tmp_path):
+    path = tmp_path / "x.json"
+    state.save(path, "preset", {"v": 1})
+    state.save(path, "preset", {"v": 2})
+    raw = bytearray(path.read_bytes())
+    raw[raw.index(b'"v": 2')+5] = ord("3")              # one flipped digit: the checksum catches it
+    path.write_bytes(bytes(raw))
+    loaded = state.load(path, "preset")
+    assert loaded.data == {"v": 1}
+    assert "checksum mismatch" in loaded.problem and "using x.json.prev" in loaded.problem
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00\xff garbage", b"[]", b'{"schema": 2, "kind": "preset"}',
+                                     b'{"schema": 1, "kind": "state", "sha256": "", "data": {}}'])
+def test_garbage_is_refused_with_a_reason(tmp_path, content):
+    path = tmp_path / "x.json"
+    path.write_bytes(content)
+    loaded = state.load(path, "preset")
+    assert loaded.data is None
+    assert str(path) in loaded.problem
+
+
+def test_missing_file_with_a_previous_copy(tmp_path):
+    path = tmp_path / "x.json"
+    state.save(path, "preset", {"v": 1})
+    state.save(path, "preset", {"v": 2})
+    path.unlink()                                       # a cut between the two renames
+    loaded = state.load(path, "preset")
+    assert loaded.data == {"v": 1} and "is missing" in loaded.problem
+
+
+SAVER = """
+import sys
+from pathlib import Path
+from appliance import state
+path = Path(sys.argv[1])
+n = int(sys.argv[2])
+while True:
+    n += 1
+    state.save(path, "preset", {"version": n, "padding": "x" * 20000})
+    print(n, flush=True)
+"""
+
+
+def test_kill_9_during_saves_never_loses_an_acknowledged_save(tmp_path):
+    path = tmp_path / "p.json"
+    rng = random.Random(3)
+    acknowledged = 0
+    for _ in range(25):
+        saver = subprocess.Popen([sys.executable, "-c", SAVER, str(path), str(acknowledged)],
+                                 stdout=subprocess.PIPE, text=True)
+        time.sleep(rng.uniform(0.05, 0.3))
+        saver.send_signal(signal.SIGKILL)
+        out, _ = saver.communicate()
+        lines = out.split()
+        acknowledged = int(lines[-1]) if lines else acknowledged
+        loaded = state.load(path, "preset")
+        if acknowledged == 0 and loaded.data is None and loaded.problem is None:
+            continue                                       # killed before the first save finished
+        assert loaded.data is not None, loaded.problem
+        assert loaded.data["version"] >= acknowledged     # never older than what was reported saved
+        acknowledged = loaded.data["version"]
+    assert acknowledged > 25
+
+
+def test_boot_log_finds_a_crash_loop(tmp_path):
+    log = BootLog(tmp_path / "boots.json", failures=3, window=300)
+    assert log.start(now=1000) == (False, None)
+    log.good()
+    for t in (1010, 1020, 1030):
+        assert BootLog(tmp_path / "boots.json").start(now=t)[0] is False
+    assert BootLog(tmp_path / "boots.json").start(now=1040)[0] is True    # three unfinished starts before
+    assert BootLog(tmp_path / "boots.json").start(now=2000)[0] is False   # long ago: not a loop any more
+
+
+def test_presets_round_trip_and_refuse_hostile_names(tmp_path):
+    presets = Presets(tmp_path / "presets", PARAMETERS)
+    values = PARAMETERS.defaults() | {"tempo": 133.0, "scale": 3.0}
+    presets.save("Night drive", values)
+    loaded, problems = presets.load("Night drive")
+    assert loaded["tempo"] == 133.0 and loaded["scale"] == 3.0 and problems == []
+    assert presets.names() == ["Night drive"]
+    for bad in ("", "../../etc/passwd", "a/b", ".hidden", "x" * 41, "new\nline", "p.json.prev"):
+        with pytest.raises(PresetError):
+            presets.save(bad, values)
+    assert presets.delete("Night drive") and presets.names() == []
+    assert not presets.delete("Night drive")
+
+
+def test_a_preset_from_an_older_version_keeps_what_it_can(tmp_path):
+    presets = Presets(tmp_path, PARAMETERS)
+    state.save(tmp_path / "old.json", "preset", {"name": "old", "params": {"tempo": 999, "density": 0.3,
+                                                                             "wobble": 1}})
+    values, problems = presets.load("old")
+    assert values == {"density": 0.3}
+    assert len(problems) == 2 and "tempo must be within 20..300 BPM" in problems[0]
+    assert json.loads((tmp_path / "old.json").read_text())["schema"] == 1
