@@ -10,13 +10,15 @@ through JACK, the control loop woken by input), maps them to `brightness`.
 Measured for every value that reaches Csound:
   entry_to_channel   the message leaving rtmidi into the inbox (the JACK
                      backend's poll thread) -> the value set in Csound's channel
-  channel_to_block   the channel set -> Csound performing the first k-cycle
-                     that reads it (a probe instrument timestamps it with
-                     rtclock, mapped to the monotonic clock)
-Two runs: idle (500 messages/s), and a flood (3,000 messages/s) with every
-core loaded by stress-ng, counting xruns and late notes.  Coalescing means
-a flood applies the newest value of each control per pass; every applied
-value is measured.
+  channel_to_audio   how far into the audio stream the value first sounds,
+                     counted from the last sample Csound had computed when the
+                     channel was set (a probe instrument notes the sample
+                     where it first reads the new value): at most one buffer
+                     (-b, 64 samples here) means the next block carries it
+Three runs: quiet (no MIDI: the xrun baseline of this JACK server), idle
+(500 messages/s), and a flood (3,000 messages/s) with every core loaded by
+stress-ng, counting xruns and late notes.  Coalescing means a flood applies
+the newest value of each control per pass; every applied value is measured.
 """
 
 from __future__ import annotations
@@ -39,15 +41,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 PROBE = """
-; bench probe: when brightness changes, note the real time of the k-cycle that sees it
+; bench probe: when brightness changes, note the sample where a k-cycle first reads it
+; (time_samples, set by the clock earlier in the same cycle, is the end of this cycle)
 instr LatencyProbe
   kold init -1
-  know = rtclock:k()
-  chnset know, "probe_clock"
   kvalue = chnget:k("brightness")
   if kvalue != kold then
     chnset kvalue, "probe_seen_value"
-    chnset know, "probe_seen_clock"
+    chnset chnget:k("time_samples") - ksmps, "probe_seen_sample"
     kold = kvalue
   endif
 endin
@@ -76,7 +77,7 @@ def sender(rate: float, count: int) -> None:
 
     backend = mido.Backend("mido.backends.rtmidi/UNIX_JACK")
     with backend.open_output("LatencyKnob", virtual=True) as port:
-        time.sleep(1.5)                      # let the instrument find the port
+        time.sleep(2.5)                      # let the instrument find the port (scans every 0.25 s)
         start = time.monotonic()
         for i in range(count):
             due = start + i / rate
@@ -86,7 +87,7 @@ def sender(rate: float, count: int) -> None:
             port.send(mido.Message("control_change", control=20, value=i % 128))
 
 
-def run(rate: float, count: int, loaded: bool, tmp: Path) -> dict:
+def run(rate: float, count: int, loaded: bool, tmp: Path, quiet_seconds: float = 0.0) -> dict:
     from appliance import config as config_module
     from appliance.engine.engine import RealtimeOutput
     from appliance.instrument import Instrument
@@ -97,40 +98,41 @@ def run(rate: float, count: int, loaded: bool, tmp: Path) -> dict:
     config_path.write_text(CONFIG.format(orchestra=orchestra))
     settings = config_module.load(config_path)
     instrument = Instrument(settings, {"tempo": 120, "density": 0.8}, simulate=False)
-    applied: list[tuple[float, float, float]] = []     # value, entered, set
+    applied: list[tuple[float, float, float, float]] = []     # value, entered, set, samples computed
 
     def record(change, at: float) -> None:  # type: ignore[no-untyped-def]
         if change.name == "brightness" and change.time is not None:
-            applied.append((change.value, change.time, at))
+            applied.append((change.value, change.time, at, instrument.engine.channel("time_samples")))
 
     instrument.on_applied = record
     instrument.open(RealtimeOutput(backend="jack", buffer=64, hardware_buffer=128, realtime_priority=70))
     instrument.perform()
-    seen: list[tuple[float, float]] = []               # value, when Csound saw it (monotonic)
-    offset = [float("inf")]
+    seen: list[tuple[float, float]] = []               # value, the sample where Csound first read it
     done = threading.Event()
 
     def observe() -> None:
         last = None
         while not done.is_set():
-            now = time.monotonic()
-            offset[0] = min(offset[0], now - instrument.engine.channel("probe_clock"))
             value = instrument.engine.channel("probe_seen_value")
-            clock = instrument.engine.channel("probe_seen_clock")
-            if (value, clock) != last:
-                seen.append((value, clock))
-                last = (value, clock)
+            sample = instrument.engine.channel("probe_seen_sample")
+            if (value, sample) != last:
+                seen.append((value, sample))
+                last = (value, sample)
             time.sleep(0.0005)
 
     stress = subprocess.Popen(["stress-ng", "--cpu", str(os.cpu_count()), "--quiet"]) if loaded else None
     observer = threading.Thread(target=observe, daemon=True)
     observer.start()
-    send = subprocess.Popen([sys.executable, __file__, "--sender", "--rate", str(rate), "--count", str(count)])
     stop = threading.Event()
-    watcher = threading.Thread(target=lambda: (send.wait(), time.sleep(0.5), stop.set()), daemon=True)
+    if count:
+        send = subprocess.Popen([sys.executable, __file__, "--sender", "--rate", str(rate), "--count", str(count)])
+        watcher = threading.Thread(target=lambda: (send.wait(), time.sleep(0.5), stop.set()), daemon=True)
+    else:
+        watcher = threading.Thread(target=lambda: (time.sleep(quiet_seconds), stop.set()), daemon=True)
     watcher.start()
+    ticks: list[float] = []
     try:
-        instrument.run(None, stop)
+        instrument.run(None, stop, on_tick=lambda: ticks.append(time.monotonic()))
     finally:
         done.set()
         observer.join()
@@ -139,20 +141,25 @@ def run(rate: float, count: int, loaded: bool, tmp: Path) -> dict:
             stress.wait()
         instrument.close()
     report = instrument.report()
-    entry = np.array([(s - e) * 1000 for _, e, s in applied])
-    block = []
-    clocks = [(v, c + offset[0]) for v, c in seen]
-    for value, _, set_at in applied:
-        later = [t for v, t in clocks if v == value and t >= set_at - 0.0005 and t - set_at < 0.04]
-        if later:
-            block.append(max(0.0, later[0] - set_at) * 1000)
+    entry = np.array([(s - e) * 1000 for _, e, s, _ in applied])
+    audio = []
+    for value, _, _, computed in applied:
+        first = next((sample for v, sample in seen
+                      if v == value and computed <= sample < computed + 4800), None)
+        if first is not None:
+            audio.append(first - computed)
+    audio_samples = np.array(audio)
     return {
         "messages_sent": count, "rate_per_second": rate, "cores_loaded": loaded,
+        "seconds": round(report["seconds"], 1),
         "values_applied": len(applied), "midi_received": report["controls"]["received"],
         "entry_to_channel_ms": _stats(entry),
-        "channel_to_block_ms": _stats(np.array(block)),
-        "xruns": report["xruns"], "late_notes": report["late_notes"], "late_steps": report["late_steps"],
+        "channel_to_audio_samples": _stats(audio_samples),
+        "channel_to_audio_within_one_buffer": float(np.mean(audio_samples <= 64)) if audio else None,
+        "xruns": report["xruns"], "xruns_per_second": round(report["xruns"] / max(report["seconds"], 1e-9), 3),
+        "late_notes": report["late_notes"], "late_steps": report["late_steps"],
         "realtime_priority": report["realtime_priority"],
+        "control_loop_longest_gap_ms": round(float(np.max(np.diff(ticks))) * 1000, 3) if len(ticks) > 1 else None,
     }
 
 
@@ -180,27 +187,31 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"{tool} is needed: apt-get install jackd2 stress-ng")
     name = f"latency-{os.getpid()}"
     os.environ["JACK_DEFAULT_SERVER"] = name
-    jack = subprocess.Popen(["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r", "48000", "-p", "64"],
+    realtime = ["-R", "-P", "80"] if os.geteuid() == 0 else ["--no-realtime"]
+    jack = subprocess.Popen(["jackd", *realtime, "-n", name, "-d", "dummy", "-r", "48000", "-p", "64"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 10
         while not glob.glob(f"/dev/shm/jack_{name}_*") and time.monotonic() < deadline:
             time.sleep(0.05)
         with tempfile.TemporaryDirectory() as tmp:
+            quiet = run(0, 0, False, Path(tmp), quiet_seconds=20)
             idle = run(500, args.messages, False, Path(tmp))
             flood = run(3000, int(3000 * args.flood_seconds), True, Path(tmp))
     finally:
         jack.terminate()
         jack.wait()
     result = {"command": " ".join(["control_latency.py", *(argv if argv is not None else sys.argv[1:])]),
-              "jack": "dummy driver, 48 kHz, 64-frame periods (1.33 ms)", "idle": idle, "flood": flood}
+              "jack": f"dummy driver, 48 kHz, 64-frame periods (1.33 ms), {' '.join(realtime)}",
+              "quiet": quiet, "idle": idle, "flood": flood}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"quiet  xruns/s {quiet['xruns_per_second']} (this JACK server's baseline)")
     for label, figures in (("idle", idle), ("flood", flood)):
-        e, b = figures["entry_to_channel_ms"], figures["channel_to_block_ms"]
+        e, b = figures["entry_to_channel_ms"], figures["channel_to_audio_samples"]
         print(f"{label:5}  entry->channel p50 {e.get('p50')} p99 {e.get('p99')} max {e.get('max')} ms   "
-              f"channel->block p50 {b.get('p50')} p99 {b.get('p99')} max {b.get('max')} ms   "
-              f"xruns {figures['xruns']} late {figures['late_notes']}")
+              f"channel->audio p50 {b.get('p50')} p99 {b.get('p99')} max {b.get('max')} samples   "
+              f"xruns/s {figures['xruns_per_second']} late {figures['late_notes']}")
     return 0
 
 
