@@ -44,7 +44,7 @@ class Hardware:
         if isinstance(self.backend, backends.SimBackend):
             for device in config.midi.sim_devices:
                 self.backend.plug(device)
-        self.midi = MidiManager(self.backend, inbox, ignore=config.midi.ignore)
+        self.midi = MidiManager(self.backend, inbox, ignore=config.midi.ignore, wants_output=self._wants_output)
         self.gpio: Gpio | None = None
         self.gpio_status = "GPIO: none configured"
         self.clock_out: ClockSender | None = None
@@ -104,6 +104,14 @@ class Hardware:
             log.warning("%s", warning)
         while not self._stop.wait(POLL_SECONDS):
             self.midi.poll()
+
+    def _wants_output(self, port: str) -> bool:
+        """Open an output only if something will be sent to it: feedback or clock."""
+        clock = self.config.midi.clock_out
+        if clock and clock.lower() in port.lower():
+            return True
+        return any(m.feedback and (m.device is None or m.device.lower() in port.lower())
+                   for m in self.router.mappings)
 
     # -- what the control loop asks ---------------------------------------------
 

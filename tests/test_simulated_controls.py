@@ -9,7 +9,7 @@ import numpy as np
 
 from appliance import config as config_module
 from appliance.analysis import onsets, read_wav
-from appliance.engine.engine import RealtimeOutput
+from appliance.engine.engine import FileOutput, RealtimeOutput
 from appliance.instrument import Instrument
 from tests.conftest import CLICK_ONLY, ideal_steps
 
@@ -170,3 +170,20 @@ def test_a_flood_of_midi_never_grows_a_queue_nor_disturbs_the_sound(tmp_path):
     expected = ideal_steps(200, 137)
     expected = expected[expected < len(audio)]
     assert len(found) == len(expected) and np.max(np.abs(found - expected)) <= 1.0
+
+
+def test_feedback_shows_the_value_on_the_controller(tmp_path):
+    path = tmp_path / "feedback.toml"
+    path.write_text("[midi]\nsim_devices = ['Rings']\n[[midi.map]]\ncc = 30\nparam = 'density'\nfeedback = true\n"
+                    "channel = 2\n")
+    instrument = Instrument(config_module.load(path), {"density": 0.2}, simulate=True)
+    try:
+        instrument.open(FileOutput(tmp_path / "f.wav"))
+        instrument.changes.put("density", 1.0, "test")
+        instrument.tick()
+        instrument.changes.put("density", 0.0, "test")
+        instrument.tick()
+        received = list(instrument.hardware.sim().received["Rings"])
+    finally:
+        instrument.close()
+    assert received == [bytes([0xB1, 30, 127]), bytes([0xB1, 30, 0])]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import threading
 from collections import deque
 from collections.abc import Iterable
@@ -163,8 +164,12 @@ class RtmidiBackend:
         self._lister_in = self._lister_out = None
 
 
+_OUR_CLIENT = re.compile(rf"^{CLIENT}(-scan)?(-\d+)?$")
+
+
 def _ours(port: str) -> bool:
-    return port.startswith(f"{CLIENT}:") or port.startswith(f"{CLIENT}-scan")
+    """A port of this process (JACK renames a second client "appliance-01" and so on)."""
+    return bool(_OUR_CLIENT.match(port.split(":", 1)[0].strip()))
 
 
 def jack_server_running(server: str | None = None) -> bool:

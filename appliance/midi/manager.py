@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from appliance.inputs import Inbox
@@ -22,17 +24,23 @@ log = logging.getLogger("appliance.midi")
 _FAILURES = (SystemError, RuntimeError, OSError)
 
 
+RETRY_SECONDS = 10.0     # a port that would not open is tried again after this long
+
+
 @dataclass
 class MidiManager:
     backend: MidiBackend
     inbox: Inbox
     ignore: tuple[str, ...] = ("Midi Through",)
+    # outputs are opened only where something will be sent (feedback, clock)
+    wants_output: Callable[[str], bool] = lambda name: False
     status: str = "MIDI: not scanned yet"
     inputs: dict[str, InputPort] = field(default_factory=dict)
     outputs: dict[str, OutputPort] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._lock = threading.RLock()
+        self._failed: dict[str, float] = {}    # port -> when it may be tried again
         self.lost: list[str] = []      # devices that went away since the last look (for the control loop)
 
     def scan(self) -> None:
@@ -44,7 +52,8 @@ class MidiManager:
                 return
             try:
                 inputs = [n for n in self.backend.input_names() if not self._ignored(n)]
-                outputs = [n for n in self.backend.output_names() if not self._ignored(n)]
+                outputs = [n for n in self.backend.output_names()
+                           if not self._ignored(n) and self.wants_output(n)]
             except _FAILURES as exc:
                 self.backend.reset()
                 self._close_all()
@@ -97,13 +106,17 @@ class MidiManager:
                 if direction == "in":
                     self.lost.append(name)
                 log.info("MIDI %s gone: %s", direction, name)
+        now = time.monotonic()
         for name in names:
-            if name not in kept:
+            if name not in kept and self._failed.get(name, 0.0) <= now:
                 try:
                     kept[name] = opener(name)
+                    self._failed.pop(name, None)
                     log.info("MIDI %s found: %s", direction, name)
                 except _FAILURES as exc:
-                    log.warning("MIDI %s %s: cannot open (%s)", direction, name, exc)
+                    self._failed[name] = now + RETRY_SECONDS
+                    log.warning("MIDI %s %s: cannot open (%s); trying again in %g s",
+                                direction, name, exc, RETRY_SECONDS)
         return kept
 
     def _close_all(self) -> None:
