@@ -59,6 +59,8 @@ class Stats:
     cpu_percent: float
     running: bool
     midi: str
+    midi_devices: int
+    safe_mode: bool
 
 
 class Instrument:
@@ -90,6 +92,8 @@ class Instrument:
         self._audio_offset: float | None = None   # monotonic time of audio sample 0, estimated
         # measurement hook (benchmarks): called with each change as it reaches Csound
         self.on_applied: Callable[[Change, float], None] | None = None
+        # what preset, preset_next and preset_prev do (the service knows the presets)
+        self.preset_action: Callable[[str, int, str], None] | None = None
         self._final: Stats | None = None
         self._final_controls: dict[str, Any] | None = None
         self._cpu_start = (time.monotonic(), _cpu_seconds())
@@ -245,8 +249,11 @@ class Instrument:
             self.set_transport(play, from_bar=action.name in ("start", "start_stop"))
         elif action.name == "click":
             self.changes.put("click", 1.0 - self.params.get("click"), action.source)
+        elif self.preset_action is not None:
+            self.preset_action(action.name, action.argument, action.source)
         else:
-            self.warnings.append(f"{action.name}: there are no presets yet")
+            log.warning("%s (%s): presets live in the service's state directory, not here",
+                        action.name, action.source)
 
     def set_transport(self, play: bool, from_bar: bool = True) -> None:
         self.transport = play
@@ -403,6 +410,8 @@ class Instrument:
             cpu_percent=100 * (cpu - self._cpu_start[1]) / wall,
             running=channel("clock_running") >= 0.5,
             midi=self.hardware.midi.status,
+            midi_devices=len(self.hardware.midi.inputs),
+            safe_mode=self.safe_mode,
         )
 
     def report(self) -> dict[str, Any]:

@@ -84,6 +84,9 @@ class ControlServer:
 
     def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+        owner = self.path.parent.lstat().st_uid
+        if owner not in (os.getuid(), 0) or self.path.parent.is_symlink():
+            raise ApplianceError(f"{self.path.parent} belongs to another user: not putting the socket there")
         if self.path.exists() or self.path.is_symlink():
             if not stat.S_ISSOCK(self.path.lstat().st_mode):
                 raise ApplianceError(f"{self.path} exists and is not a socket")

@@ -34,6 +34,7 @@ from appliance.commands import Commands
 from appliance.config import Config
 from appliance.engine.engine import RealtimeOutput, check_orchestra
 from appliance.engine.orchestra import Orchestra
+from appliance.engine.rtprio import lock_memory
 from appliance.errors import ApplianceError, ConfigError, OrchestraError, ParamError
 from appliance.instrument import Instrument, Stats, layout_of
 from appliance.midi.mapping import Mapping
@@ -101,6 +102,8 @@ class Service:
         self.config = Config()
         self._instrument: Instrument | None = None
         self._early_errors: list[str] = []
+        self._preset_index = -1
+        self.memory_locked = False
 
     # -- start ---------------------------------------------------------------------
 
@@ -144,6 +147,11 @@ class Service:
     def start(self) -> None:
         """Start the sound, then the socket."""
         instrument = self.instrument
+        note = lock_memory()
+        self.memory_locked = note is None
+        if note:
+            log.info("%s", note)
+        instrument.preset_action = self._preset_action
         instrument.open(self.options.output)
         if instrument.orchestra_failed:
             self.enter_safe_mode("the orchestra does not compile")
@@ -253,6 +261,24 @@ class Service:
             except OSError as exc:
                 self.error(f"cannot save the last state: {exc}")
 
+    def _preset_action(self, name: str, argument: int, source: str) -> None:
+        """preset (a program change: its number picks the preset), preset_next, preset_prev."""
+        names = self.presets.names()
+        if not names:
+            log.warning("%s: no presets saved yet", source)
+            return
+        if name == "preset":
+            if argument >= len(names):
+                log.warning("%s: program %d, but there are only %d presets", source, argument, len(names))
+                return
+            self._preset_index = argument
+        elif self._preset_index < 0:
+            self._preset_index = 0 if name == "preset_next" else len(names) - 1
+        else:
+            step = 1 if name == "preset_next" else -1
+            self._preset_index = (self._preset_index + step) % len(names)
+        self.load_preset(names[self._preset_index], source)
+
     def load_preset(self, name: str, source: str) -> list[str]:
         values, problems = self.presets.load(name)
         for key, value in values.items():
@@ -346,6 +372,7 @@ class Service:
             "audio": instrument.report()["audio"], "orchestra": str(instrument.orchestra),
             "midi": stats.midi, "midi_devices": sorted(instrument.hardware.midi.inputs),
             "gpio": instrument.hardware.gpio_status, "realtime_priority": instrument.engine.realtime,
+            "memory_locked": self.memory_locked,
             "presets": self.presets.names(),
         }
 

@@ -12,8 +12,11 @@ from appliance.instrument import Stats
 
 def format_status(stats: Stats, beats_per_bar: int) -> str:
     bar, beat = divmod(max(stats.beats - 1, 0), beats_per_bar)
+    midi = "MIDI off" if "unavailable" in stats.midi else f"MIDI {stats.midi_devices}"
+    state = "" if stats.running else "  STOPPED"
+    safe = "  SAFE MODE" if stats.safe_mode else ""
     return (f"{stats.tempo:6.1f} BPM  bar {bar + 1:>4}:{beat + 1}  notes {stats.notes:>6}  "
-            f"late {stats.late_notes}  xruns {stats.xruns}  CPU {stats.cpu_percent:4.1f}%")
+            f"late {stats.late_notes}  xruns {stats.xruns}  CPU {stats.cpu_percent:4.1f}%  {midi}{state}{safe}")
 
 
 class StatusLine:

@@ -108,3 +108,16 @@ def test_a_terminal_shows_a_live_status_line(tmp_path):
     text = seen.decode(errors="replace")
     assert process.returncode == 0
     assert "\r" in text and "120.0 BPM" in text and "bar" in text and "xruns 0" in text and "CPU" in text
+
+
+def test_under_systemd_log_lines_carry_their_level_for_the_journal(tmp_path):
+    import os
+    env = {**os.environ, "JOURNAL_STREAM": "8:12345"}
+    done = subprocess.run([sys.executable, "-m", "appliance", "run", "--simulate", "--seconds", "1",
+                           "--state-dir", str(tmp_path), "--no-socket"],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line]
+    assert lines and all(line[:3] in ("<6>", "<4>", "<3>", "<7>") for line in lines)
+    assert any(line.startswith("<6>appliance: playing") for line in lines)
+    assert not any(line[3:5].isdigit() for line in lines)      # no timestamp: the journal adds its own

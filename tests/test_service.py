@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -279,3 +280,84 @@ def test_systemd_is_told_ready_and_the_watchdog_is_fed(tmp_path):
     assert "STATUS=" in joined and "BPM" in joined
     assert joined.count("WATCHDOG=1") >= 3
     assert joined.index("READY=1") < joined.index("WATCHDOG=1")
+
+
+def test_program_changes_and_buttons_recall_presets(tmp_path):
+    first = Box(tmp_path)
+    for name, tempo in (("a calm", "70"), ("b busy", "140"), ("c fast", "190")):
+        first.ok("set", "tempo", tempo)
+        time.sleep(0.1)
+        first.ok("preset", "save", name)
+    first.stop()
+    config = GOOD_CONFIG + "[[midi.map]]\nprogram = 'any'\naction = 'preset'\n"
+    scenario = tmp_path / "recall.toml"
+    scenario.write_text("[[event]]\nat = 0.3\nmidi = { type = 'program_change', program = 1 }\n")
+    box = Box(tmp_path, config=config, extra=("--scenario", str(scenario)))
+    deadline = time.monotonic() + 10
+    while box.ok("get", "tempo") != "140.0 BPM" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert box.ok("get", "tempo") == "140.0 BPM"             # program 1: the second preset by name
+    box.stop()
+
+
+def test_memory_is_locked_when_the_limit_allows(tmp_path):
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+    probe = subprocess.run([sys.executable, "-c", "from appliance.engine.rtprio import lock_memory\n"
+                            "print(lock_memory())\nprint(open('/proc/self/status').read())"],
+                           capture_output=True, text=True, timeout=60)
+    note, status = probe.stdout.split("\n", 1)
+    locked_kib = int(next(line for line in status.splitlines() if line.startswith("VmLck:")).split()[1])
+    if soft == resource.RLIM_INFINITY:                 # as under the unit's LimitMEMLOCK=infinity
+        assert note == "None" and locked_kib > 10000
+    else:                                              # this machine: a finite limit, said plainly
+        assert note == (f"memory not locked: the memlock limit is {soft // 1024} KiB "
+                        "(LimitMEMLOCK=infinity in the service lets it lock)")
+        assert locked_kib == 0
+    box = Box(tmp_path)
+    status_json = json.loads(box.ok("status", "--json"))
+    box.stop()
+    assert status_json["memory_locked"] is (soft == resource.RLIM_INFINITY)
+
+
+def test_the_watchdog_stops_when_the_audio_engine_stalls(tmp_path, monkeypatch):
+    """In-process: pause Csound's performance thread and the pings must stop."""
+    import threading
+
+    from appliance.engine.engine import RealtimeOutput
+    from appliance.service import Service, ServiceOptions
+
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    address = tmp_path / "notify.sock"
+    listener.bind(str(address))
+    listener.settimeout(0.2)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(address))
+    monkeypatch.setenv("WATCHDOG_USEC", "400000")              # a ping every 0.2 s
+    service = Service(ServiceOptions(config_path=None, state_dir=tmp_path / "state", socket=None,
+                                     output=RealtimeOutput(backend="null", realtime_priority=0), simulate=True))
+    service.prepare()
+    service.start()
+    runner = threading.Thread(target=service.run)
+    runner.start()
+
+    def pings(seconds: float) -> int:
+        count, end = 0, time.monotonic() + seconds
+        while time.monotonic() < end:
+            with contextlib.suppress(TimeoutError):
+                count += listener.recv(4096).decode().count("WATCHDOG=1")
+        return count
+
+    try:
+        assert pings(1.5) >= 4
+        service.instrument.engine._thread.pause()              # the audio engine stalls
+        pings(0.3)                                             # (a ping may cross the pause)
+        assert pings(1.5) == 0
+        service.instrument.engine._thread.play()
+        assert pings(1.5) >= 4
+    finally:
+        service.stop.set()
+        service.instrument.inbox.wake()
+        runner.join()
+        service.close()
+        listener.close()

@@ -187,3 +187,19 @@ def test_feedback_shows_the_value_on_the_controller(tmp_path):
     finally:
         instrument.close()
     assert received == [bytes([0xB1, 30, 127]), bytes([0xB1, 30, 0])]
+
+
+def test_midi_clock_goes_out_at_24_ticks_a_beat(tmp_path):
+    path = tmp_path / "clock.toml"
+    path.write_text("[midi]\nsim_devices = ['Drum machine']\nclock_out = 'Drum'\n")
+    instrument = Instrument(config_module.load(path), {"tempo": 150}, simulate=True)
+    instrument.open(RealtimeOutput(backend="null", realtime_priority=0))
+    instrument.perform()
+    try:
+        instrument.run(3.0, threading.Event())
+        received = list(instrument.hardware.sim().received["Drum machine"])
+    finally:
+        instrument.close()
+    ticks = [m for m in received if m == bytes([0xF8])]
+    assert received[0] == bytes([0xFA])                       # start, then the ticks
+    assert abs(len(ticks) - 3.0 * 150 / 60 * 24) <= 6        # 180 in 3 s at 150 BPM

@@ -10,13 +10,17 @@ no Python thread keeps it.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import resource
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+_MCL_CURRENT, _MCL_FUTURE = 1, 2
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,23 @@ def raise_this_thread(priority: int, what: str) -> str | None:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
     except OSError as exc:
         return f"cannot give the {what} real-time priority {priority} ({exc.strerror}); it runs at normal priority"
+    return None
+
+
+def lock_memory() -> str | None:
+    """Lock the process's memory (current and future) so the audio path never
+    waits for a page to come back from disk; a note why not, if it is not done.
+
+    Only when RLIMIT_MEMLOCK is unlimited (LimitMEMLOCK=infinity in the unit):
+    with a finite limit, MCL_FUTURE would make allocations beyond it fail.
+    """
+    soft, _ = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+    if soft != resource.RLIM_INFINITY:
+        return (f"memory not locked: the memlock limit is {soft // 1024} KiB "
+                "(LimitMEMLOCK=infinity in the service lets it lock)")
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mlockall(_MCL_CURRENT | _MCL_FUTURE) != 0:
+        return f"memory not locked: mlockall failed ({os.strerror(ctypes.get_errno())})"
     return None
 
 
