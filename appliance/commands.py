@@ -66,7 +66,10 @@ class Commands:
             return {"presets": presets.names()}
         name = _text(request, "name")
         if action == "save":
-            presets.save(name, self.service.instrument.params.snapshot())
+            try:
+                presets.save(name, self.service.instrument.params.snapshot())
+            except OSError as exc:
+                raise ApplianceError(f"cannot save preset {name!r}: {exc.strerror or exc}") from None
             return {"saved": name}
         if action == "load":
             return {"loaded": name, "warnings": self.service.load_preset(name, "control socket")}

@@ -104,6 +104,7 @@ class Service:
         self._early_errors: list[str] = []
         self._preset_index = -1
         self.memory_locked = False
+        self.persist = True                         # the state directory can be written
 
     # -- start ---------------------------------------------------------------------
 
@@ -111,10 +112,16 @@ class Service:
         """Everything before sound: state directory, boot log, config, safe mode, last state."""
         logging.getLogger().addHandler(self.ring)
         directory = self.options.state_dir
-        directory.mkdir(parents=True, exist_ok=True, mode=0o750)
-        for stale in directory.rglob(".*.tmp"):
-            stale.unlink(missing_ok=True)       # a save cut short by a crash or a power cut
-        looping, problem = self.boots.start()
+        try:
+            directory.mkdir(parents=True, exist_ok=True, mode=0o750)
+            for stale in directory.rglob(".*.tmp"):
+                stale.unlink(missing_ok=True)       # a save cut short by a crash or a power cut
+            looping, problem = self.boots.start()
+        except OSError as exc:                      # a read-only or missing state directory: play anyway
+            self.persist = False
+            looping, problem = False, None
+            self.error(f"state directory {directory}: {exc.strerror or exc}; "
+                       "presets and the last state will not be saved")
         if problem:
             self.error(f"boot log: {problem}")
         if looping:
@@ -250,7 +257,7 @@ class Service:
 
     def _save_state(self, force: bool = False) -> None:
         now = time.monotonic()
-        if not force and now < self._next_save:
+        if not self.persist or (not force and now < self._next_save):
             return
         self._next_save = now + SAVE_EVERY
         current = self._state_now(self.instrument.params.snapshot(), self.instrument.hardware.learned())
@@ -321,7 +328,7 @@ class Service:
             done.set()
 
     def _mark_good(self) -> None:
-        if not self._good:
+        if not self._good and self.persist:
             self._good = True
             try:
                 self.boots.good()

@@ -361,3 +361,18 @@ def test_the_watchdog_stops_when_the_audio_engine_stalls(tmp_path, monkeypatch):
         runner.join()
         service.close()
         listener.close()
+
+
+def test_a_read_only_state_directory_still_plays_and_says_so(tmp_path):
+    if os.geteuid() == 0:
+        # root writes anywhere: make the state "directory" a file, which no one can write into
+        (tmp_path / "state").write_text("not a directory")
+    else:
+        (tmp_path / "state").mkdir(mode=0o500)
+    box = Box(tmp_path)
+    refused = box.cli("preset", "save", "x")
+    assert refused.returncode != 0 and "cannot save preset 'x'" in refused.stderr
+    time.sleep(1.0)
+    report = box.stop()
+    assert report["notes"] > 0
+    assert any("presets and the last state will not be saved" in e for e in report["errors"])
