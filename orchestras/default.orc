@@ -38,7 +38,7 @@ instr Click
   p3 = VoiceDuration(idelay, idecay, 0)
   ifreq = (iaccent == 1 ? 2000 : 1400)
   aenv expon 1, idecay, 0.001
-  asig oscili 0.5 * ilevel * aenv, ifreq, giSine, 0.25
+  asig oscili 0.25 * ilevel * aenv, ifreq, giSine, 0.25
   VoiceOut asig, asig, idelay, 0, 0
 endin
 
@@ -55,18 +55,19 @@ instr Lead
   p3 = VoiceDuration(idelay, igate, irelease)
   kbright = SmoothChannel("brightness", 0.05)
   aamp linseg 0, 0.004, 1, igate - 0.004, 0.7, irelease, 0
-  kfenv expseg 1, 0.25 + 0.5 * itimbre, 0.2, 1, 0.2
+  kfenv expseg 1, 0.25 + 0.5 * itimbre, 0.6, 1, 0.6
   a1 vco2 0.3, ifreq * 1.003
   a2 vco2 0.3, ifreq * 0.997
   a3 vco2 0.2, ifreq * 0.5, 2, 0.5
-  kcut = limit(ifreq * (1.5 + 10 * kbright * (0.4 + 0.6 * ivel)) * kfenv, 40, 16000)
-  asig moogladder2 a1 + a2 + a3, kcut, 0.25 + 0.35 * itimbre
-  asig *= aamp * (0.15 + 0.35 * ivel)
+  kcut = limit(ifreq * (3 + 14 * kbright * (0.4 + 0.6 * ivel)) * kfenv, 40, 16000)
+  asig moogladder2 a1 + a2 + a3, kcut, 0.2 + 0.3 * itimbre
+  asig *= aamp * (0.3 + 0.5 * ivel)
   aL, aR Pan asig, ipan
   VoiceOut aL, aR, idelay, 0.5 * chnget:k("reverb"), 0.6 * chnget:k("echo")
 endin
 
-; Bass: saw plus a sine an octave below, plucked filter.
+; Bass: saw plus a sine on the fundamental, plucked filter (no sub-octave:
+; small speakers cannot play it and it would eat the headroom).
 instr Bass
   idelay = p4
   ifreq = cpsmidinn(p5)
@@ -78,10 +79,10 @@ instr Bass
   aamp linseg 0, 0.003, 1, igate - 0.003, 0.8, irelease, 0
   kfenv expseg 1, 0.15 + 0.2 * p9, 0.15, 1, 0.15
   asaw vco2 0.5, ifreq
-  asub oscili 0.5, ifreq / 2, giSine
-  kcut = limit(ifreq * (2 + 14 * kbright * ivel) * kfenv, 30, 8000)
+  asine oscili 0.5, ifreq, giSine
+  kcut = limit(ifreq * (3 + 16 * kbright * ivel) * kfenv, 30, 8000)
   asig moogladder2 asaw, kcut, 0.3
-  asig = (asig + asub * 0.6) * aamp * (0.25 + 0.35 * ivel)
+  asig = (asig + asine * 0.35) * aamp * (0.16 + 0.2 * ivel)
   VoiceOut asig, asig, idelay, 0.08 * chnget:k("reverb"), 0
 endin
 
@@ -103,7 +104,7 @@ instr Pad
   klfo lfo 0.3, 0.2 + 0.3 * p9
   kcut = limit(ifreq * (1 + 6 * kbright) * (1 + klfo), 60, 9000)
   asig butterlp a1 + a2 + a3, kcut
-  asig *= aamp * 0.1 * (0.5 + 0.5 * ivel)
+  asig *= aamp * 0.16 * (0.5 + 0.5 * ivel)
   aL, aR Pan asig, ipan
   VoiceOut aL, aR, idelay, 0.9 * chnget:k("reverb"), 0.3 * chnget:k("echo")
 endin
@@ -120,7 +121,7 @@ instr Perc
   anoise rand 1, 0.5, 1
   anoise buthp anoise, 5000 + 4000 * kbright
   atick mpulse 1, 0
-  asig = (atick * 0.6 + anoise * 0.5) * aenv * 0.35 * ivel
+  asig = (atick * 0.6 + anoise * 0.5) * aenv * 0.5 * ivel
   aL, aR Pan asig, p8
   VoiceOut aL, aR, idelay, 0.15 * chnget:k("reverb"), 0.2 * chnget:k("echo")
 endin

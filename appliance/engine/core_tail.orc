@@ -11,9 +11,15 @@ instr Master
   ithreshold = ampdbfs(-4)       ; the limiter starts here
   irelease = exp(-ksmps / (0.25 * sr))   ; 250 ms release per k-cycle
   kgainEnv init 0
-  kvolume = ampdbfs(limit(SmoothChannel("volume", 0.02), -90, 0))
-  aL = gaDryL * kvolume
-  aR = gaDryR * kvolume
+  ; the voices mix to about -32 dBFS RMS; +9.5 dB of make-up puts the factory
+  ; volume (-6 dB) near -22 dBFS RMS with the loudest peaks at the limiter
+  imakeup = 3
+  kvolume = imakeup * ampdbfs(limit(SmoothChannel("volume", 0.02), -90, 0))
+  ; DC and subsonics (a pulse wave's offset, filter drift) out: a causal
+  ; one-pole filter with no delay, so no onset moves (dcblock2 would: it
+  ; subtracts a moving average, delaying the signal by its length)
+  aL = dcblock(gaDryL, 0.9995) * kvolume     ; one pole at 4 Hz
+  aR = dcblock(gaDryR, 0.9995) * kvolume
   kpeak = max(max_k(aL, 1, 1), max_k(aR, 1, 1))
   if kpeak != kpeak || kpeak > 1000 then
     ; NaN or runaway: mute this block, count it, clear the state of the peak
