@@ -37,7 +37,8 @@ def install(root: Path, name: str) -> list[str]:
     if source is None:
         raise ApplianceError("install runs from a checkout (it installs that checkout into /opt)")
     _run([sys.executable, "-m", "venv", "--clear", str(prefix)])
-    _run([str(prefix / "bin" / "python"), "-m", "pip", "install", "--quiet", str(source)])
+    # PYPI=1: lgpio (a dependency on ARM, source only) compiles its C library in (see bootstrap).
+    _run([str(prefix / "bin" / "python"), "-m", "pip", "install", "--quiet", str(source)], env={"PYPI": "1"})
     done.append(f"installed the package into {prefix}")
     groups = [g for g in GROUPS if _group_exists(g)]
     if live:
@@ -116,8 +117,8 @@ def _check(root: Path) -> bool:
     return live
 
 
-def _run(command: list[str]) -> None:
-    done = subprocess.run(command, capture_output=True, text=True)
+def _run(command: list[str], env: dict[str, str] | None = None) -> None:
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **env} if env else None)
     if done.returncode != 0:
         raise ApplianceError(f"{' '.join(command)} failed: {done.stderr.strip() or done.stdout.strip()}")
 
