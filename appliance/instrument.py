@@ -33,6 +33,7 @@ from appliance.errors import ApplianceError, EngineError, OrchestraError, ParamE
 from appliance.generator import Generator
 from appliance.hardware import Hardware
 from appliance.inputs import Inbox
+from appliance.midi.clock import AudioClockMap
 from appliance.params import PARAMETERS, ParamStore
 from appliance.scenario import Event, Scenario, Timeline
 from appliance.sequencer import Sequencer
@@ -89,7 +90,7 @@ class Instrument:
         self._timeline = Timeline(scenario)
         self._restarts = 0
         self._next_scan = 0.0
-        self._audio_offset: float | None = None   # monotonic time of audio sample 0, estimated
+        self._audio_clock = AudioClockMap()         # where samples fall on the wall clock (MIDI clock out)
         # measurement hook (benchmarks): called with each change as it reaches Csound
         self.on_applied: Callable[[Change, float], None] | None = None
         # what preset, preset_next and preset_prev do (the service knows the presets)
@@ -128,6 +129,7 @@ class Instrument:
             self.orchestra = default
             self.orchestra_failed = True
         self._orchestra_text = orchestra.text
+        self._audio_clock = AudioClockMap()      # a new engine starts its samples at 0
         for spec in PARAMETERS:
             if spec.group != "generator":
                 self.engine.set_channel(spec.name, self.params.get(spec.name))
@@ -334,12 +336,14 @@ class Instrument:
         if sender is None:
             return
         rate = self.layout.sample_rate
-        offset = now - self.audio_time()
-        self._audio_offset = offset if self._audio_offset is None else min(self._audio_offset, offset)
+        audio = self.audio_time()
+        if audio <= 0:
+            return                               # not performing yet: no sample to place
+        self._audio_clock.observe(now, audio)
         beat_sample = self.engine.channel("clock_beat_sample")
         beat_length = self.engine.channel("clock_beat_length")
         if beat_length > 0:
-            sender.follow(self._audio_offset + beat_sample / rate, beat_length / rate)
+            sender.follow(self._audio_clock.wall(beat_sample / rate), beat_length / rate)
 
     def _tempo_bound(self, params: Mapping[str, float]) -> float:
         """The faster of the set tempo and the clock's: how fast steps may come."""

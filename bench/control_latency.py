@@ -24,10 +24,7 @@ the newest value of each control per pass; every applied value is measured.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
-import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from jack_server import dummy_jack, stress_all_cores
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -123,7 +121,7 @@ def run(rate: float, count: int, loaded: bool, tmp: Path, quiet_seconds: float =
                 last = (value, sample)
             time.sleep(0.0005)
 
-    stress = subprocess.Popen(["stress-ng", "--cpu", str(os.cpu_count()), "--quiet"]) if loaded else None
+    stress = stress_all_cores() if loaded else None
     observer = threading.Thread(target=observe, daemon=True)
     observer.start()
     stop = threading.Event()
@@ -187,27 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.sender:
         sender(args.rate, args.count)
         return 0
-    for tool in ("jackd", "stress-ng"):
-        if shutil.which(tool) is None:
-            raise SystemExit(f"{tool} is needed: apt-get install jackd2 stress-ng")
-    name = f"latency-{os.getpid()}"
-    os.environ["JACK_DEFAULT_SERVER"] = name
-    realtime = ["-R", "-P", "80"] if os.geteuid() == 0 else ["--no-realtime"]
-    jack = subprocess.Popen(["jackd", *realtime, "-n", name, "-d", "dummy", "-r", "48000", "-p", "64"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while not glob.glob(f"/dev/shm/jack_{name}_*") and time.monotonic() < deadline:
-            time.sleep(0.05)
-        with tempfile.TemporaryDirectory() as tmp:
-            quiet = run(0, 0, False, Path(tmp), quiet_seconds=20)
-            idle = run(500, args.messages, False, Path(tmp))
-            flood = run(3000, int(3000 * args.flood_seconds), True, Path(tmp))
-    finally:
-        jack.terminate()
-        jack.wait()
+    with dummy_jack("latency") as jack, tempfile.TemporaryDirectory() as tmp:
+        quiet = run(0, 0, False, Path(tmp), quiet_seconds=20)
+        idle = run(500, args.messages, False, Path(tmp))
+        flood = run(3000, int(3000 * args.flood_seconds), True, Path(tmp))
     result = {"command": " ".join(["control_latency.py", *(argv if argv is not None else sys.argv[1:])]),
-              "jack": f"dummy driver, 48 kHz, 64-frame periods (1.33 ms), {' '.join(realtime)}",
+              "jack": jack,
               "quiet": quiet, "idle": idle, "flood": flood}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -10,7 +10,7 @@ import pytest
 from appliance.controls import Action, Controls, SetParam, TapTempo
 from appliance.gpio import ButtonConfig, EncoderConfig, Gpio
 from appliance.inputs import ButtonEdge, EncoderStep, Inbox, MidiEvent
-from appliance.midi.clock import ClockFollower
+from appliance.midi.clock import AudioClockMap, ClockFollower
 from appliance.midi.mapping import Mapping, Router
 from appliance.params import PARAMETERS, ParamStore
 
@@ -177,6 +177,44 @@ def test_midi_clock_changes_glide_and_a_lost_clock_holds():
     assert max(abs(b - a) for a, b in itertools.pairwise(steady)) < 3   # no jump
     assert steady[-1] == pytest.approx(140, abs=1.0)
     assert follower.update(ticks[-1] + 5) == steady[-1]       # the source went away: hold
+
+
+def audio_clock_error(ppm: float, window: float, xrun_every: float = 0.0, seconds: float = 3600.0) -> float:
+    """Largest error (s) of AudioClockMap over the last 50 minutes of an hour in which the
+    sound card's crystal is `ppm` off the system clock and, if asked, a 64-sample xrun delays
+    the audio every `xrun_every` seconds; Csound computes 64-sample blocks and the control
+    loop looks every 5 ms at a random moment."""
+    rng = random.Random(7)
+    rate, block, start = 48000 * (1 + ppm * 1e-6), 64, 100.0   # the card's true sample rate
+    clock = AudioClockMap(window=window)
+    worst, now, lost = 0.0, start, 0
+    while now < start + seconds:
+        now += 0.005 * rng.uniform(0.5, 1.5)
+        if xrun_every and now - start > (lost + 1) * xrun_every:
+            lost += 1
+        computed = (int((now - start) * rate) // block - lost) * block   # whole blocks done by now
+        if computed > 0:
+            clock.observe(now, computed / 48000)
+        if now > start + 600:
+            wall = start + (computed + lost * block) / rate     # when the newest block was really computed
+            worst = max(worst, abs(clock.wall(computed / 48000) - wall))
+    return worst
+
+
+@pytest.mark.parametrize("ppm", [-100.0, 0.0, 100.0])
+def test_midi_clock_out_follows_a_sound_card_crystal_that_drifts(ppm):
+    # within 1.5 blocks of the truth after an hour, whichever way the crystal errs
+    assert audio_clock_error(ppm, window=1.0) < 1.5 * 64 / 48000
+
+
+def test_midi_clock_out_follows_the_audio_through_xruns():
+    # an xrun every 2 s (as this VM's dummy JACK has): the audio is 1.33 ms later each time
+    assert audio_clock_error(0.0, window=1.0, xrun_every=2.0, seconds=1200) < 2.5 * 64 / 48000
+
+
+def test_a_minimum_over_all_time_loses_a_slow_crystal():
+    # what the window is for: over all time, a card 100 ppm slow is 0.3 s off within the hour
+    assert audio_clock_error(-100.0, window=float("inf")) > 0.3
 
 
 def test_followed_clock_sets_the_tempo_and_transport():

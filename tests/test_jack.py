@@ -113,3 +113,25 @@ def test_no_midi_subsystem_keeps_playing_and_says_so(tmp_path):
     else:
         assert result["controls"]["midi"] == "MIDI unavailable: no ALSA sequencer (/dev/snd/seq); retrying"
         assert "MIDI unavailable" in err
+
+
+def test_closing_midi_releases_its_jack_clients_so_reloads_never_run_out(jack_server):
+    # A reload of the controls closes the MIDI manager and opens a new one.  JACK
+    # serves a few dozen clients at most, so one leaked client per close would
+    # leave a box that has been reloaded often unable to open its controller.
+    from appliance.inputs import Inbox
+    from appliance.midi.backends import RtmidiBackend
+    from appliance.midi.manager import MidiManager
+
+    for _ in range(70):
+        manager = MidiManager(RtmidiBackend("jack"), Inbox(), wants_output=lambda name: True)
+        manager.scan()
+        manager.close()
+    backend = mido.Backend("mido.backends.rtmidi/UNIX_JACK")
+    with backend.open_output("AfterReloads", virtual=True):
+        manager = MidiManager(RtmidiBackend("jack"), Inbox())
+        manager.scan()
+        try:
+            assert any("AfterReloads" in name for name in manager.inputs), manager.status
+        finally:
+            manager.close()

@@ -8,8 +8,10 @@ jumping.  When ticks stop, the last tempo holds.
 
 Sending: 24 ticks per beat, scheduled on the wall clock from the beat
 positions Csound's clock publishes, so the ticks follow tempo changes on the
-same beat as the music.  Python's timing puts up to a few milliseconds of
-jitter on each tick; receivers average it out as we do.
+same beat as the music.  Where a sample sits on the wall clock comes from
+AudioClockMap, which follows the sound card's crystal as it drifts from the
+system's.  Python's timing puts some jitter on each tick (measured by
+bench/midi_clock.py); receivers average it out as we do.
 """
 
 from __future__ import annotations
@@ -63,6 +65,37 @@ def _slope(times: deque[float]) -> float:
     return num / den
 
 
+class AudioClockMap:
+    """Where the audio clock's samples fall on the monotonic wall clock.
+
+    Each observation is (now, seconds of audio Csound has computed).  Their
+    difference is the wall time of sample 0 plus how long ago the last block
+    was computed, which is never negative: the lower envelope is the truth.
+    The estimate is the minimum over the last `window` seconds, not over all
+    time: the truth moves.  A sound card's crystal runs slower or faster than
+    the system clock (50 ppm is 180 ms in an hour) and every xrun puts the
+    audio a period later; a minimum over all time would follow neither.
+    """
+
+    def __init__(self, window: float = 1.0) -> None:
+        self.window = window
+        self._lows: deque[tuple[float, float]] = deque()   # (when, offset), offsets rising
+
+    def observe(self, now: float, audio_seconds: float) -> None:
+        offset = now - audio_seconds
+        while self._lows and self._lows[-1][1] >= offset:
+            self._lows.pop()
+        self._lows.append((now, offset))
+        while self._lows[0][0] < now - self.window:
+            self._lows.popleft()
+
+    def wall(self, audio_seconds: float) -> float:
+        """The wall time at which Csound computes the audio at `audio_seconds`."""
+        if not self._lows:
+            raise ValueError("no observation yet")
+        return self._lows[0][1] + audio_seconds
+
+
 class ClockSender:
     """Sends 24 ticks per beat to outputs while the transport runs."""
 
@@ -74,6 +107,7 @@ class ClockSender:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.sent = 0
+        self.lateness: deque[float] = deque(maxlen=8192)   # seconds each recent tick left after it was due
 
     def follow(self, beat_wall: float, beat_seconds: float) -> None:
         """The clock's latest beat: when it sounds (wall time) and how long it lasts."""
@@ -111,5 +145,6 @@ class ClockSender:
             if due > now and self._stop.wait(due - now):
                 break
             self._send(bytes([0xF8]))
+            self.lateness.append(time.monotonic() - due)
             self.sent += 1
             last = due

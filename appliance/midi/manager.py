@@ -89,6 +89,7 @@ class MidiManager:
     def close(self) -> None:
         with self._lock:
             self._close_all()
+            self.backend.reset()          # the port-listing clients too: a reload must not leak them
 
     # -- internals -----------------------------------------------------------
 
