@@ -340,10 +340,15 @@ class Instrument:
         if audio <= 0:
             return                               # not performing yet: no sample to place
         self._audio_clock.observe(now, audio)
+        beat = int(self.engine.channel("clock_beats"))
         beat_sample = self.engine.channel("clock_beat_sample")
         beat_length = self.engine.channel("clock_beat_length")
-        if beat_length > 0:
-            sender.follow(self._audio_clock.wall(beat_sample / rate), beat_length / rate)
+        if beat > 0 and beat_length > 0:
+            # a sample is heard about one output buffer (-B) after Csound computes it
+            output = self.output
+            buffered = output.hardware_buffer if isinstance(output, RealtimeOutput) and output.backend != "null" else 0
+            heard = beat_sample + buffered
+            sender.follow(beat, self._audio_clock.wall(heard / rate), beat_length / rate)
 
     def _tempo_bound(self, params: Mapping[str, float]) -> float:
         """The faster of the set tempo and the clock's: how fast steps may come."""

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import itertools
 import random
+import time
 
 import pytest
 
 from appliance.controls import Action, Controls, SetParam, TapTempo
 from appliance.gpio import ButtonConfig, EncoderConfig, Gpio
 from appliance.inputs import ButtonEdge, EncoderStep, Inbox, MidiEvent
-from appliance.midi.clock import AudioClockMap, ClockFollower
+from appliance.midi.clock import AudioClockMap, ClockFollower, ClockSender
 from appliance.midi.mapping import Mapping, Router
 from appliance.params import PARAMETERS, ParamStore
 
@@ -215,6 +216,32 @@ def test_midi_clock_out_follows_the_audio_through_xruns():
 def test_a_minimum_over_all_time_loses_a_slow_crystal():
     # what the window is for: over all time, a card 100 ppm slow is 0.3 s off within the hour
     assert audio_clock_error(-100.0, window=float("inf")) > 0.3
+
+
+def test_midi_clock_out_sends_24_ticks_a_beat_while_the_beat_estimates_wobble():
+    # The estimates of where beats fall move by up to +-12 ms (more than half a tick at
+    # 300 BPM: 8.3 ms) from one look to the next; a receiver counts ticks to find its place
+    # in the bar, so not one may be lost or added.
+    sent: list[tuple[float, bytes]] = []
+    sender = ClockSender(lambda data: sent.append((time.monotonic(), bytes(data))))
+    rng = random.Random(3)
+    length = 0.2                                     # 300 BPM
+    start = time.monotonic() + 0.05
+    sender.start()
+    try:
+        beat = 1
+        while time.monotonic() < start + 2.2:
+            now = time.monotonic()
+            beat = max(beat, int((now - start) / length) + 1)
+            sender.follow(beat, start + (beat - 1) * length + rng.uniform(-0.012, 0.012), length)
+            time.sleep(0.005)
+    finally:
+        sender.stop()
+    stopped = time.monotonic()
+    ticks = [at for at, data in sent if data == bytes([0xF8])]
+    # all ticks of the true grid from the first beat to the stop, give or take the last one
+    assert abs(len(ticks) - (stopped - start) / (length / 24)) <= 1.5
+    assert sender.resyncs == 0
 
 
 def test_followed_clock_sets_the_tempo_and_transport():

@@ -97,22 +97,34 @@ class AudioClockMap:
 
 
 class ClockSender:
-    """Sends 24 ticks per beat to outputs while the transport runs."""
+    """Sends 24 ticks per beat to outputs while the transport runs.
+
+    Ticks are counted, not timed alone: tick k of beat b is due at that beat's
+    wall time plus k/24 of its length, and every one is sent, because a
+    receiver finds its place in the bar by counting them.  When the beat
+    estimates move (a tempo change, an xrun, a new estimate of the audio
+    clock) the ticks come a little earlier or later, never one fewer or more.
+    If this thread falls behind, the ticks it owes are sent at once; only when
+    it is more than a beat out of step (a long stall) does it start again on
+    the current beat's grid.
+    """
 
     def __init__(self, send: Callable[[bytes], object]) -> None:
         self._send = send
         self._lock = threading.Lock()
-        self._beat_wall: float | None = None   # wall time of a beat
-        self._beat_len = 0.5                   # seconds
+        self._beats: dict[int, tuple[float, float]] = {}   # beat -> (wall time, seconds), the latest few
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.sent = 0
+        self.resyncs = 0
         self.lateness: deque[float] = deque(maxlen=8192)   # seconds each recent tick left after it was due
 
-    def follow(self, beat_wall: float, beat_seconds: float) -> None:
-        """The clock's latest beat: when it sounds (wall time) and how long it lasts."""
+    def follow(self, beat: int, beat_wall: float, beat_seconds: float) -> None:
+        """The clock's latest beat: its number, when it sounds (wall time) and how long it lasts."""
         with self._lock:
-            self._beat_wall, self._beat_len = beat_wall, beat_seconds
+            self._beats[beat] = (beat_wall, beat_seconds)
+            for old in [b for b in self._beats if b < beat - 2]:
+                del self._beats[old]
 
     def start(self) -> None:
         if self._thread is None:
@@ -129,22 +141,38 @@ class ClockSender:
             self._send(bytes([0xFC]))
 
     def _run(self) -> None:
-        last = float("-inf")       # when the last tick was due
+        position: tuple[int, int] | None = None        # (beat, tick) of the next tick to send
         while not self._stop.is_set():
             with self._lock:
-                beat, length = self._beat_wall, self._beat_len
-            if beat is None:
+                beats = dict(self._beats)
+            if not beats:
                 self._stop.wait(0.005)
                 continue
-            tick = length / TICKS_PER_BEAT
             now = time.monotonic()
-            # the next point of the latest beat's grid after the last tick; if
-            # Python fell far behind, skip to now rather than send a burst
-            after = max(last + tick / 2, now - tick)
-            due = beat + math.ceil((after - beat) / tick) * tick
-            if due > now and self._stop.wait(due - now):
-                break
+            latest = max(beats)
+            if position is None or not latest - 1 <= position[0] <= latest + 1:
+                if position is not None:
+                    self.resyncs += 1
+                position = _next_tick(latest, *beats[latest], now)
+            beat, tick = position
+            if beat in beats:
+                wall, length = beats[beat]
+            elif beat == latest + 1:                     # the next beat, not published yet: predicted
+                wall, length = beats[latest][0] + beats[latest][1], beats[latest][1]
+            else:                                        # a beat already gone: owed now
+                wall, length = now, 0.0
+            due = wall + tick * length / TICKS_PER_BEAT
+            if due > now + 0.0002:
+                if self._stop.wait(min(due - now, 0.1)):
+                    break
+                continue                                 # look again: the beats may have moved meanwhile
             self._send(bytes([0xF8]))
             self.lateness.append(time.monotonic() - due)
             self.sent += 1
-            last = due
+            position = (beat, tick + 1) if tick + 1 < TICKS_PER_BEAT else (beat + 1, 0)
+
+
+def _next_tick(beat: int, wall: float, length: float, now: float) -> tuple[int, int]:
+    """The first point of beat's tick grid at or after now, as (beat, tick)."""
+    ticks = max(0, math.ceil((now - wall) / (length / TICKS_PER_BEAT)))
+    return beat + ticks // TICKS_PER_BEAT, ticks % TICKS_PER_BEAT
