@@ -244,6 +244,34 @@ def test_midi_clock_out_sends_24_ticks_a_beat_while_the_beat_estimates_wobble():
     assert sender.resyncs == 0
 
 
+def test_midi_clock_out_restarts_on_a_new_beat_not_the_stale_one():
+    # After a stop the channels still hold the last beat; a start must wait for the next
+    # beat the clock plays (no burst, no ticks on the old grid), and an engine restart
+    # (beats numbered from 1 again) must not leave the clock silent.
+    sent: list[tuple[float, bytes]] = []
+    sender = ClockSender(lambda data: sent.append((time.monotonic(), bytes(data))))
+    length = 0.2
+    old = time.monotonic() - 1.0
+    sender.follow(40, old, length)
+    sender.start()
+    try:
+        while time.monotonic() < old + 1.3:
+            sender.follow(40, old, length)           # the stale beat, again and again
+            time.sleep(0.005)
+        assert [data for _, data in sent] == [bytes([0xFA])]
+        first = time.monotonic() + 0.05
+        end = first + 3 * length
+        while time.monotonic() < end:                # the engine restarted: beat 1, 2, ...
+            beat = max(1, int((time.monotonic() - first) / length) + 1)
+            sender.follow(beat, first + (beat - 1) * length, length)
+            time.sleep(0.005)
+    finally:
+        sender.stop()
+    ticks = [at for at, data in sent if data == bytes([0xF8])]
+    assert ticks[0] >= first - 0.002                 # on the new beat, not before it
+    assert abs(len(ticks) - 3 * 24) <= 2
+
+
 def test_followed_clock_sets_the_tempo_and_transport():
     rig = Rig(follow_clock=True, tempo=90)
     for t in clock_ticks(128.0, 0.0, 4):

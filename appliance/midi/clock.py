@@ -113,6 +113,8 @@ class ClockSender:
         self._send = send
         self._lock = threading.Lock()
         self._beats: dict[int, tuple[float, float]] = {}   # beat -> (wall time, seconds), the latest few
+        self._generation = 0                   # counts renumberings of the beats
+        self._started = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.sent = 0
@@ -122,6 +124,9 @@ class ClockSender:
     def follow(self, beat: int, beat_wall: float, beat_seconds: float) -> None:
         """The clock's latest beat: its number, when it sounds (wall time) and how long it lasts."""
         with self._lock:
+            if self._beats and beat < max(self._beats):
+                self._beats.clear()              # numbered afresh: the engine restarted
+                self._generation += 1
             self._beats[beat] = (beat_wall, beat_seconds)
             for old in [b for b in self._beats if b < beat - 2]:
                 del self._beats[old]
@@ -129,6 +134,7 @@ class ClockSender:
     def start(self) -> None:
         if self._thread is None:
             self._stop.clear()
+            self._started = time.monotonic()
             self._send(bytes([0xFA]))
             self._thread = threading.Thread(target=self._run, name="midi-clock-out", daemon=True)
             self._thread.start()
@@ -142,23 +148,29 @@ class ClockSender:
 
     def _run(self) -> None:
         position: tuple[int, int] | None = None        # (beat, tick) of the next tick to send
+        generation = self._generation
         while not self._stop.is_set():
             with self._lock:
                 beats = dict(self._beats)
-            if not beats:
+                if generation != self._generation:
+                    generation, position = self._generation, None
+            now = time.monotonic()
+            latest = max(beats, default=None)
+            # the first tick after a start comes from a beat that has not ended before it
+            # (not the last beat before a stop, which the channels still hold)
+            if latest is None or (position is None and sum(beats[latest]) < self._started):
                 self._stop.wait(0.005)
                 continue
-            now = time.monotonic()
-            latest = max(beats)
-            if position is None or not latest - 1 <= position[0] <= latest + 1:
+            if position is None or position[0] < latest - 1:
                 if position is not None:
-                    self.resyncs += 1
+                    self.resyncs += 1                    # more than a beat behind: a long stall
                 position = _next_tick(latest, *beats[latest], now)
             beat, tick = position
             if beat in beats:
                 wall, length = beats[beat]
-            elif beat == latest + 1:                     # the next beat, not published yet: predicted
-                wall, length = beats[latest][0] + beats[latest][1], beats[latest][1]
+            elif beat > latest:                          # not published yet: predicted from the latest
+                length = beats[latest][1]
+                wall = beats[latest][0] + (beat - latest) * length
             else:                                        # a beat already gone: owed now
                 wall, length = now, 0.0
             due = wall + tick * length / TICKS_PER_BEAT
