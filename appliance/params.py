@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from appliance.errors import ParamError
-from appliance.theory import NOTE_NAMES, SCALES
+from appliance.music.theory import NOTE_NAMES, SCALES
 
 CURVES = ("linear", "exp")
 GROUPS = ("clock", "generator", "sound")
@@ -165,6 +165,17 @@ class Registry:
 
     def defaults(self) -> dict[str, float]:
         return {spec.name: spec.default for spec in self}
+
+    def coerce_all(self, raw: Mapping[str, object]) -> tuple[dict[str, float], dict[str, ParamError]]:
+        """Values from a file or a request, each checked: (the good ones, what was wrong with the rest)."""
+        values: dict[str, float] = {}
+        errors: dict[str, ParamError] = {}
+        for name, value in raw.items():
+            try:
+                values[name] = self.spec(name).coerce(value)
+            except ParamError as exc:
+                errors[name] = exc
+        return values, errors
 
     def external(self, values: Mapping[str, float]) -> dict[str, float | int | str]:
         return {name: self.spec(name).external(value) for name, value in values.items()}

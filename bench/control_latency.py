@@ -88,7 +88,7 @@ def sender(rate: float, count: int) -> None:
 def run(rate: float, count: int, loaded: bool, tmp: Path, quiet_seconds: float = 0.0) -> dict:
     from appliance import config as config_module
     from appliance.engine.engine import RealtimeOutput
-    from appliance.instrument import Instrument
+    from appliance.instrument.instrument import Instrument
 
     orchestra = tmp / "probe.orc"
     orchestra.write_text((ROOT / "orchestras" / "default.orc").read_text() + PROBE)
@@ -102,7 +102,7 @@ def run(rate: float, count: int, loaded: bool, tmp: Path, quiet_seconds: float =
         if change.name == "brightness" and change.time is not None:
             applied.append((change.value, change.time, at, instrument.engine.channel("time_samples")))
 
-    instrument.on_applied = record
+    instrument.loop.on_applied = record
     instrument.open(RealtimeOutput(backend="jack", buffer=64, hardware_buffer=128, realtime_priority=70))
     instrument.perform()
     seen: list[tuple[float, float]] = []               # value, the sample where Csound first read it

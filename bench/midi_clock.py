@@ -114,7 +114,7 @@ def send(kind: str, tempo: float, seconds: float) -> None:
 def run(tempo: float, seconds: float, loaded: bool, tmp: Path) -> dict:
     from appliance import config as config_module
     from appliance.engine.engine import RealtimeOutput
-    from appliance.instrument import Instrument
+    from appliance.instrument.instrument import Instrument
 
     config_path = tmp / "clock.toml"
     config_path.write_text(CONFIG)

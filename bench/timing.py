@@ -40,7 +40,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from appliance.analysis import onsets, read_wav  # noqa: E402
+from appliance.engine.analysis import onsets, read_wav  # noqa: E402
 
 METHODS = ("appliance", "time_time_polling", "score_time_polling", "threading_timer",
            "absolute_p2_sample_accurate")
@@ -160,9 +160,9 @@ def _absolute(rig: SeedRig, interval: float, seconds: float) -> None:
 
 
 def run_appliance(tempo: float, seconds: float, out: Path) -> dict:
-    from appliance.config import Config
+    from appliance.config.schema import Config
     from appliance.engine.engine import RealtimeOutput
-    from appliance.instrument import Instrument
+    from appliance.instrument.instrument import Instrument
 
     params = {"tempo": tempo, "density": 1, "perc": 1, "lead": 0, "bass": 0, "pad": 0,
               "click": 0, "reverb": 0, "echo": 0, "dynamics": 0, "swing": 50}

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from appliance import config as config_module
-from appliance.analysis import read_wav
-from appliance.instrument import render_to
+from appliance.config.scenario import Scenario
+from appliance.engine.analysis import read_wav
+from appliance.instrument.instrument import render_to
 from appliance.params import PARAMETERS
-from appliance.scenario import Scenario
 
 SR = 48000
 KSMPS = 64

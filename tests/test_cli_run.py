@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from appliance.analysis import onsets, read_wav
+from appliance.engine.analysis import onsets, read_wav
 from tests.conftest import ideal_beats
 
 

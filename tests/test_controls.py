@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from appliance.controls import Action, Controls, SetParam, TapTempo
-from appliance.gpio import ButtonConfig, EncoderConfig, Gpio
-from appliance.inputs import ButtonEdge, EncoderStep, Inbox, MidiEvent
-from appliance.midi.clock import AudioClockMap, ClockFollower, ClockSender
-from appliance.midi.mapping import Mapping, Router
+from appliance.controls.gpio import ButtonConfig, EncoderConfig, Gpio
+from appliance.controls.inbox import ButtonEdge, EncoderStep, Inbox, MidiEvent
+from appliance.controls.meaning import Action, Controls, SetParam, TapTempo
+from appliance.controls.midi.clock import AudioClockMap, ClockFollower, ClockSender
+from appliance.controls.midi.mapping import Mapping, Router
 from appliance.params import PARAMETERS, ParamStore
 
 ENCODERS = {"tempo": EncoderConfig("tempo", (17, 18), "tempo", step=1.0, shift_param="swing"),
@@ -104,11 +104,11 @@ def test_gpio_encoder_with_chattering_contacts_through_gpiozero_mock_pins():
         values = []
         for _ in range(12):
             gpio.turn("tempo", +1, bounce=True)
-            rig.feed(*inbox.take())
+            rig.feed(*inbox.take_events())
             values.append(rig["tempo"])
         assert values == sorted(values) and values[-1] == 112
         gpio.turn("tempo", -3, bounce=True)
-        rig.feed(*inbox.take())
+        rig.feed(*inbox.take_events())
         assert rig["tempo"] == 109
     finally:
         gpio.close()

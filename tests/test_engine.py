@@ -13,7 +13,7 @@ from appliance.engine.engine import Engine, FileOutput, RealtimeOutput
 from appliance.engine.orchestra import ClockLayout, Orchestra
 from appliance.engine.rtprio import thread_policies
 from appliance.errors import OrchestraError
-from appliance.instrument import Instrument
+from appliance.instrument.instrument import Instrument
 
 LAYOUT = ClockLayout(sample_rate=48000, ksmps=64, steps_per_beat=4, beats_per_bar=4,
                      tempo_min=20, tempo_max=300)

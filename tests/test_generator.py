@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
-from appliance import rhythm, theory
-from appliance.generator import Generator
+from appliance.music import rhythm, theory
+from appliance.music.generator import Generator
 from appliance.params import PARAMETERS
 
 

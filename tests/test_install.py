@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance import install
+from appliance.service import install
 
 ROOT = Path(__file__).resolve().parents[1]
 

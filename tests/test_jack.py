@@ -14,7 +14,7 @@ import mido
 import numpy as np
 import pytest
 
-from appliance.analysis import onsets, read_wav
+from appliance.engine.analysis import onsets, read_wav
 from tests.conftest import ideal_beats
 
 
@@ -119,9 +119,9 @@ def test_closing_midi_releases_its_jack_clients_so_reloads_never_run_out(jack_se
     # A reload of the controls closes the MIDI manager and opens a new one.  JACK
     # serves a few dozen clients at most, so one leaked client per close would
     # leave a box that has been reloaded often unable to open its controller.
-    from appliance.inputs import Inbox
-    from appliance.midi.backends import RtmidiBackend
-    from appliance.midi.manager import MidiManager
+    from appliance.controls.inbox import Inbox
+    from appliance.controls.midi.backends import RtmidiBackend
+    from appliance.controls.midi.manager import MidiManager
 
     for _ in range(70):
         manager = MidiManager(RtmidiBackend("jack"), Inbox(), wants_output=lambda name: True)

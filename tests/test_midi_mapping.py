@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from appliance.midi.mapping import Learned, Mapping, ParamSet, Realtime, Router, Trigger, device_key
+from appliance.controls.midi.mapping import Learned, Mapping, ParamSet, Realtime, Router, Trigger, device_key
 from appliance.params import PARAMETERS, ParamStore
 
 

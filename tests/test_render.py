@@ -8,7 +8,7 @@ import wave
 
 import numpy as np
 
-from appliance.analysis import peak_dbfs, read_wav
+from appliance.engine.analysis import peak_dbfs, read_wav
 
 LOUDEST = {"volume": 0, "density": 1, "lead": 1, "bass": 1, "pad": 1, "perc": 1,
            "velocity": 1, "brightness": 1, "reverb": 1, "echo": 1, "click": 1, "click_level": 1,

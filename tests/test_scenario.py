@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from appliance.config.scenario import Scenario, Timeline
 from appliance.errors import ConfigError
-from appliance.scenario import Scenario, Timeline
 
 
 def write(tmp_path, text: str):

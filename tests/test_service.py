@@ -326,7 +326,7 @@ def test_the_watchdog_stops_when_the_audio_engine_stalls(tmp_path, monkeypatch):
     import threading
 
     from appliance.engine.engine import RealtimeOutput
-    from appliance.service import Service, ServiceOptions
+    from appliance.service.service import Service, ServiceOptions
 
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     address = tmp_path / "notify.sock"

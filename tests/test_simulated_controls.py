@@ -8,9 +8,10 @@ import time
 import numpy as np
 
 from appliance import config as config_module
-from appliance.analysis import onsets, read_wav
+from appliance.controls.inbox import SetParam
+from appliance.engine.analysis import onsets, read_wav
 from appliance.engine.engine import FileOutput, RealtimeOutput
-from appliance.instrument import Instrument
+from appliance.instrument.instrument import Instrument
 from tests.conftest import CLICK_ONLY, ideal_steps
 
 CONTROLS = """
@@ -179,9 +180,9 @@ def test_feedback_shows_the_value_on_the_controller(tmp_path):
     instrument = Instrument(config_module.load(path), {"density": 0.2}, simulate=True)
     try:
         instrument.open(FileOutput(tmp_path / "f.wav"))
-        instrument.changes.put("density", 1.0, "test")
+        instrument.submit(SetParam("density", 1.0, "test"))
         instrument.tick()
-        instrument.changes.put("density", 0.0, "test")
+        instrument.submit(SetParam("density", 0.0, "test"))
         instrument.tick()
         received = list(instrument.hardware.sim().received["Rings"])
     finally:

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from appliance.analysis import onsets, read_wav
-from appliance.config import Config
+from appliance.config.schema import Config
+from appliance.engine.analysis import onsets, read_wav
 from appliance.engine.engine import FileOutput, RealtimeOutput
-from appliance.instrument import Instrument
+from appliance.instrument.instrument import Instrument
 from tests.conftest import PERC_ONLY, ideal_steps
 
 STEADY = {**PERC_ONLY, "tempo": 137, "variation": 0}          # a step on every sixteenth

@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from appliance import state
-from appliance.boots import BootLog
 from appliance.params import PARAMETERS
-from appliance.presets import PresetError, Presets
+from appliance.service import state
+from appliance.service.boots import BootLog
+from appliance.service.presets import PresetError, Presets
 
 
 def test_a_saved_file_reads_back(tmp_path):
@@ -58,7 +58,7 @@ def test_missing_file_with_a_previous_copy(tmp_path):
 SAVER = """
 import sys
 from pathlib import Path
-from appliance import state
+from appliance.service import state
 path = Path(sys.argv[1])
 n = int(sys.argv[2])
 while True:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from appliance.analysis import onsets
+from appliance.engine.analysis import onsets
 from tests.conftest import CLICK_ONLY, PERC_ONLY, SR, START, ideal_beats, ideal_steps
 
 

@@ -220,10 +220,6 @@ class Engine:
             value, _ = self._require().controlChannel(name)
         return value
 
-    @property
-    def sample_rate(self) -> int:
-        return self.layout.sample_rate
-
     # -- messages ------------------------------------------------------------
 
     def drain_messages(self) -> list[tuple[int, str]]:

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from appliance.engine.rtprio import start_thread
+
 RING_CYCLES = 4096     # ring size in k-cycles (about 5.5 s at 48 kHz, ksmps 64)
 
 
@@ -47,16 +49,17 @@ class WavRecorder:
         self._wav.setsampwidth(3)
         self._wav.setframerate(sample_rate)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="wav-recorder", daemon=True)
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._thread.start()
+        self._thread = start_thread("recorder", self._loop)
 
     def stop(self) -> None:
         """Stop the thread (the engine must no longer be performing), write the rest, close."""
         self._stop.set()
-        if self._thread.is_alive():
+        if self._thread is not None:
             self._thread.join()
+            self._thread = None
         self.drain()
         self._wav.close()
 

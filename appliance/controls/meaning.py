@@ -1,0 +1,224 @@
+"""What the controls mean: from input events to parameter changes and actions.
+
+Runs in the control loop only.  It turns inbox events (MIDI messages,
+encoder steps, button edges) into values for the parameter store and into
+actions (tap tempo, start/stop, presets ...), with the behaviour of good
+hardware:
+
+* encoders: a step against the direction of the previous one within 25 ms is
+  contact bounce and is ignored (a hand cannot reverse that fast), and quick
+  turns accelerate (x2, x4, x8);
+* buttons: edges closer than 20 ms are bounce; a button with a long action
+  fires its short action on release, or its long action once held `hold`
+  seconds; without one, it fires on press (tap tempo must count the press);
+* shift: while a shift button or note is held, encoders move their
+  shift_param;
+* MIDI clock: followed through a smoothed tempo estimate, start / continue /
+  stop drive the transport.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from appliance.controls.gpio import ButtonConfig, EncoderConfig
+from appliance.controls.inbox import Action, ButtonEdge, EncoderStep, InputEvent, MidiEvent, SetParam
+from appliance.controls.midi.clock import ClockFollower
+from appliance.controls.midi.mapping import Learned, ParamSet, Realtime, Router, Trigger
+from appliance.params import Registry
+
+log = logging.getLogger("appliance.controls")
+
+BOUNCE_ENCODER = 0.025
+BOUNCE_BUTTON = 0.020
+TAP_RESET = 2.0              # seconds without a tap start a new count
+TAP_AVERAGE = 3              # intervals averaged
+
+
+Effect = SetParam | Action
+
+
+class TapTempo:
+    """Tempo from the intervals between taps: four taps 0.5 s apart give 120 BPM."""
+
+    def __init__(self) -> None:
+        self._taps: list[float] = []
+
+    def tap(self, at: float) -> float | None:
+        if self._taps and (at - self._taps[-1] > TAP_RESET or at <= self._taps[-1]):
+            self._taps.clear()
+        self._taps = [*self._taps[-TAP_AVERAGE:], at]
+        if len(self._taps) < 2:
+            return None
+        intervals = [b - a for a, b in zip(self._taps, self._taps[1:], strict=False)]
+        return 60.0 / (sum(intervals) / len(intervals))
+
+
+@dataclass
+class _EncoderState:
+    direction: int = 0
+    time: float = float("-inf")
+
+
+@dataclass
+class _ButtonState:
+    pressed: bool = False
+    since: float = float("-inf")
+    edge: float = float("-inf")
+    long_fired: bool = False
+
+
+@dataclass
+class Controls:
+    registry: Registry
+    router: Router
+    encoders: Mapping[str, EncoderConfig] = field(default_factory=dict)
+    buttons: Mapping[str, ButtonConfig] = field(default_factory=dict)
+    follow_clock: bool = False
+
+    def __post_init__(self) -> None:
+        self.tap = TapTempo()
+        self.follower = ClockFollower()
+        self._encoder_state: dict[str, _EncoderState] = {}
+        self._button_state: dict[str, _ButtonState] = {}
+        self._shift_sources: set[str] = set()
+        self.learned: list = []
+        self.ignored_bounces = 0
+
+    @property
+    def shift(self) -> bool:
+        return bool(self._shift_sources)
+
+    def handle(self, events: list[InputEvent], value_of: Callable[[str], float]) -> list[Effect]:
+        """Effects of a batch of events; value_of(name) is a parameter's current value."""
+        pending: dict[str, float] = {}
+
+        def current(name: str) -> float:
+            return pending[name] if name in pending else value_of(name)
+
+        effects: list[Effect] = []
+        for event in events:
+            for effect in self._one(event, current):
+                if isinstance(effect, SetParam):
+                    pending[effect.name] = effect.value
+                effects.append(effect)
+        return effects
+
+    def poll(self, now: float, value_of: Callable[[str], float]) -> list[Effect]:
+        """Effects that come with time: long presses, the followed MIDI clock."""
+        effects: list[Effect] = []
+        for name, state in self._button_state.items():
+            config = self.buttons[name]
+            held = state.pressed and now - state.since >= config.hold
+            if held and config.long_action and not state.long_fired:
+                state.long_fired = True
+                effects += self._action(config.long_action, 0, f"button {name} (long)", now)
+        if self.follow_clock:
+            tempo = self.follower.update(now)
+            if tempo is not None:
+                spec = self.registry.spec("tempo")
+                value = spec.clamp(tempo)
+                if abs(value - value_of("tempo")) >= spec.step / 2:
+                    effects.append(SetParam("tempo", value, "MIDI clock"))
+        return effects
+
+    def next_deadline(self) -> float | None:
+        """When poll() next has something to do without any input: a long press coming due."""
+        due = [state.since + self.buttons[name].hold for name, state in self._button_state.items()
+               if state.pressed and not state.long_fired and self.buttons[name].long_action]
+        return min(due, default=None)
+
+    def release_device(self, port: str) -> None:
+        """A MIDI device went away: let go of anything it held (shift)."""
+        self._shift_sources = {s for s in self._shift_sources if not s.startswith(f"midi:{port}:")}
+
+    # -- one event ---------------------------------------------------------------
+
+    def _one(self, event: InputEvent, current: Callable[[str], float]) -> list[Effect]:
+        if isinstance(event, MidiEvent):
+            return self._midi(event, current)
+        if isinstance(event, EncoderStep):
+            return self._encoder(event, current)
+        return self._button(event)
+
+    def _midi(self, event: MidiEvent, current: Callable[[str], float]) -> list[Effect]:
+        effects: list[Effect] = []
+        for routed in self.router.route(event.port, event.data, current):
+            if isinstance(routed, ParamSet):
+                effects.append(SetParam(routed.name, routed.value, f"MIDI {event.port}", event.time))
+            elif isinstance(routed, Trigger):
+                if routed.action == "shift":
+                    self._shift_sources.add(f"midi:{event.port}:{routed.mapping}")
+                else:
+                    effects += self._action(routed.action, routed.argument, f"MIDI {event.port}", event.time)
+            elif isinstance(routed, Learned):
+                self.learned.append(routed.mapping)
+                log.info("learned: %s", routed.mapping)
+            elif isinstance(routed, Realtime):
+                effects += self._clock(routed.kind, event)
+        # a note-off (or a note-on at velocity 0) lets go of a shift held by a note
+        kind = event.data[0] & 0xF0
+        released = kind == 0x80 or (kind == 0x90 and len(event.data) > 2 and event.data[2] == 0)
+        if self._shift_sources and released:
+            self._shift_sources = {s for s in self._shift_sources if not s.startswith(f"midi:{event.port}:")}
+        return effects
+
+    def _clock(self, kind: str, event: MidiEvent) -> list[Effect]:
+        if not self.follow_clock:
+            return []
+        if kind == "tick":
+            self.follower.tick(event.time)
+            return []
+        source = f"MIDI clock {event.port}"
+        return [Action(kind, 0, source, event.time)]      # start, continue or stop
+
+    def _encoder(self, event: EncoderStep, current: Callable[[str], float]) -> list[Effect]:
+        config = self.encoders.get(event.name)
+        if config is None:
+            return []
+        state = self._encoder_state.setdefault(event.name, _EncoderState())
+        gap = event.time - state.time
+        if state.direction and event.direction != state.direction and gap < BOUNCE_ENCODER:
+            self.ignored_bounces += 1
+            return []
+        factor = 1
+        if config.acceleration and event.direction == state.direction:
+            factor = 8 if gap < 0.012 else 4 if gap < 0.025 else 2 if gap < 0.05 else 1
+        state.direction, state.time = event.direction, event.time
+        name = config.shift_param if self.shift and config.shift_param else config.param
+        spec = self.registry.spec(name)
+        value = spec.clamp(current(name) + event.direction * config.step * factor)
+        return [SetParam(name, value, f"encoder {event.name}", event.time)]
+
+    def _button(self, event: ButtonEdge) -> list[Effect]:
+        config = self.buttons.get(event.name)
+        if config is None:
+            return []
+        state = self._button_state.setdefault(event.name, _ButtonState())
+        if event.pressed == state.pressed or event.time - state.edge < BOUNCE_BUTTON:
+            self.ignored_bounces += 1
+            return []
+        state.pressed, state.edge = event.pressed, event.time
+        source = f"button {event.name}"
+        if config.action == "shift":
+            if event.pressed:
+                self._shift_sources.add(source)
+            else:
+                self._shift_sources.discard(source)
+            return []
+        if event.pressed:
+            state.since, state.long_fired = event.time, False
+            return [] if config.long_action else self._action(config.action, 0, source, event.time)
+        if config.long_action and not state.long_fired:
+            return self._action(config.action, 0, source, event.time)
+        return []
+
+    def _action(self, name: str, argument: int, source: str, at: float) -> list[Effect]:
+        if name == "tap_tempo":
+            tempo = self.tap.tap(at)
+            if tempo is None:
+                return []
+            return [SetParam("tempo", self.registry.spec("tempo").clamp(tempo), f"tap tempo ({source})")]
+        return [Action(name, argument, source, at)]

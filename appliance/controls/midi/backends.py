@@ -1,0 +1,313 @@
+"""MIDI backends: rtmidi's ALSA and JACK APIs, and a simulated one.
+
+Every backend delivers complete MIDI messages into the Inbox, nothing more.
+
+* ALSA: rtmidi reads the sequencer on a thread of its own and calls our
+  callback there; the callback only appends to the inbox.
+* JACK: rtmidi would call the callback from JACK's real-time process thread,
+  which would then wait for Python's GIL (an xrun whenever Python is busy).
+  So no callback is installed: rtmidi queues the messages (bounded) and a
+  Python thread moves them to the inbox every millisecond (poll()).
+* sim: devices a scenario plugs in and unplugs; what they send goes into the
+  inbox by the same call as the ALSA callback.
+
+Port listing uses one long-lived rtmidi client per API: creating a client on
+every scan would churn the JACK graph (and ALSA's client list) each second.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import threading
+from collections import deque
+from collections.abc import Iterable
+from typing import Protocol
+
+from appliance.controls.inbox import Inbox
+
+CLIENT = "appliance"
+
+
+class InputPort(Protocol):
+    name: str
+
+    def poll_into(self, inbox: Inbox) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class OutputPort(Protocol):
+    name: str
+
+    def send(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class MidiBackend(Protocol):
+    name: str
+
+    def unavailable(self) -> str | None:
+        """Why MIDI cannot work now (checked cheaply, without noise), or None."""
+
+    def input_names(self) -> list[str]: ...
+
+    def output_names(self) -> list[str]: ...
+
+    def open_input(self, name: str, inbox: Inbox) -> InputPort: ...
+
+    def open_output(self, name: str) -> OutputPort: ...
+
+    def reset(self) -> None:
+        """Forget the port-listing client (after an error), to start afresh."""
+
+
+# -- rtmidi ---------------------------------------------------------------------
+
+class _RtInput:
+    def __init__(self, name: str, api: int, inbox: Inbox, callback: bool) -> None:
+        import rtmidi
+
+        self.name = name
+        self._rt = rtmidi.MidiIn(rtapi=api, name=CLIENT, queue_size_limit=4096)
+        try:
+            ports = self._rt.get_ports()
+            if name not in ports:
+                raise OSError(f"MIDI input {name!r} is gone")
+            # keep timing messages (MIDI clock); drop SysEx and active sensing
+            self._rt.ignore_types(sysex=True, timing=False, active_sense=True)
+            self._rt.open_port(ports.index(name), name=f"in {len(ports)}")
+            if callback:
+                self._rt.set_callback(lambda message, _: inbox.midi(name, message[0]))
+        except BaseException:
+            self._rt.delete()
+            raise
+
+    def poll_into(self, inbox: Inbox) -> None:
+        while (message := self._rt.get_message()) is not None:
+            inbox.midi(self.name, message[0])
+
+    def close(self) -> None:
+        self._rt.cancel_callback()
+        self._rt.close_port()
+        self._rt.delete()
+
+
+class _RtOutput:
+    def __init__(self, name: str, api: int) -> None:
+        import rtmidi
+
+        self.name = name
+        self._rt = rtmidi.MidiOut(rtapi=api, name=CLIENT)
+        try:
+            ports = self._rt.get_ports()
+            if name not in ports:
+                raise OSError(f"MIDI output {name!r} is gone")
+            self._rt.open_port(ports.index(name), name="out")
+        except BaseException:
+            self._rt.delete()
+            raise
+
+    def send(self, data: bytes) -> None:
+        self._rt.send_message(list(data))
+
+    def close(self) -> None:
+        self._rt.close_port()
+        self._rt.delete()
+
+
+class RtmidiBackend:
+    """rtmidi's ALSA (callbacks) or JACK (polled) API."""
+
+    def __init__(self, api_name: str) -> None:
+        import rtmidi
+
+        self.name = api_name
+        self.api = {"alsa": rtmidi.API_LINUX_ALSA, "jack": rtmidi.API_UNIX_JACK}[api_name]
+        self.polled = api_name == "jack"
+        self._lister_in = None
+        self._lister_out = None
+
+    def unavailable(self) -> str | None:
+        if self.name == "alsa" and not os.path.exists("/dev/snd/seq"):
+            return "no ALSA sequencer (/dev/snd/seq)"
+        if self.name == "jack" and not jack_server_running():
+            return "no JACK server running"
+        return None
+
+    def input_names(self) -> list[str]:
+        import rtmidi
+
+        if self._lister_in is None:
+            self._lister_in = rtmidi.MidiIn(rtapi=self.api, name=f"{CLIENT}-scan")
+        return [n for n in self._lister_in.get_ports() if not _ours(n)]
+
+    def output_names(self) -> list[str]:
+        import rtmidi
+
+        if self._lister_out is None:
+            self._lister_out = rtmidi.MidiOut(rtapi=self.api, name=f"{CLIENT}-scan")
+        return [n for n in self._lister_out.get_ports() if not _ours(n)]
+
+    def open_input(self, name: str, inbox: Inbox) -> InputPort:
+        return _RtInput(name, self.api, inbox, callback=not self.polled)
+
+    def open_output(self, name: str) -> OutputPort:
+        return _RtOutput(name, self.api)
+
+    def reset(self) -> None:
+        for lister in (self._lister_in, self._lister_out):
+            if lister is not None:
+                lister.delete()
+        self._lister_in = self._lister_out = None
+
+
+_OUR_CLIENT = re.compile(rf"^{CLIENT}(-scan)?(-\d+)?$")
+
+
+def _ours(port: str) -> bool:
+    """A port of this process (JACK renames a second client "appliance-01" and so on)."""
+    return bool(_OUR_CLIENT.match(port.split(":", 1)[0].strip()))
+
+
+def jack_server_running(server: str | None = None) -> bool:
+    """True if a JACK server's socket exists (JACK2 keeps them in /dev/shm)."""
+    name = server or os.environ.get("JACK_DEFAULT_SERVER", "default")
+    return bool(glob.glob(f"/dev/shm/jack_{name}_{os.getuid()}_*")) or \
+        bool(glob.glob(f"/dev/shm/jack_{name}_*"))
+
+
+# -- simulated ---------------------------------------------------------------------
+
+class _SimInput:
+    def __init__(self, backend: SimBackend, name: str, inbox: Inbox) -> None:
+        self.name = name
+        self.backend = backend
+        self.inbox = inbox
+
+    def poll_into(self, inbox: Inbox) -> None:
+        """Nothing to poll: sent messages reach the inbox at once."""
+
+    def close(self) -> None:
+        self.backend._listeners.pop(self.name, None)
+
+
+class _SimOutput:
+    def __init__(self, backend: SimBackend, name: str) -> None:
+        self.name = name
+        self.backend = backend
+
+    def send(self, data: bytes) -> None:
+        self.backend.received[self.name].append(bytes(data))
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class SimBackend:
+    """Simulated MIDI devices, plugged in and played by scenarios and tests."""
+
+    name = "sim"
+
+    def __init__(self, devices: Iterable[str] = ()) -> None:
+        self._plugged: list[str] = list(devices)
+        self._listeners: dict[str, _SimInput] = {}
+        self._lock = threading.Lock()
+        # what the instrument sent to each device (feedback, clock), newest kept
+        self.received: dict[str, deque[bytes]] = {}
+
+    def plug(self, device: str) -> None:
+        with self._lock:
+            if device not in self._plugged:
+                self._plugged.append(device)
+                self.received[device] = deque(maxlen=10000)
+
+    def unplug(self, device: str) -> None:
+        with self._lock:
+            if device in self._plugged:
+                self._plugged.remove(device)
+
+    def send(self, device: str, data: bytes | Iterable[int]) -> bool:
+        """A device sends raw bytes; they arrive as a driver would deliver them
+        (split_messages).  False if nothing listens."""
+        listener = self._listeners.get(device)
+        if listener is None or device not in self._plugged:
+            return False
+        for message in split_messages(bytes(data)):
+            listener.inbox.midi(device, message)
+        return True
+
+    def unavailable(self) -> str | None:
+        return None
+
+    def input_names(self) -> list[str]:
+        with self._lock:
+            return list(self._plugged)
+
+    def output_names(self) -> list[str]:
+        return self.input_names()
+
+    def open_input(self, name: str, inbox: Inbox) -> InputPort:
+        if name not in self._plugged:
+            raise OSError(f"MIDI input {name!r} is gone")
+        port = _SimInput(self, name, inbox)
+        self._listeners[name] = port
+        return port
+
+    def open_output(self, name: str) -> OutputPort:
+        if name not in self._plugged:
+            raise OSError(f"MIDI output {name!r} is gone")
+        self.received.setdefault(name, deque(maxlen=10000))
+        return _SimOutput(self, name)
+
+    def reset(self) -> None:
+        """Nothing to reset."""
+
+
+_LENGTHS = {0x80: 3, 0x90: 3, 0xA0: 3, 0xB0: 3, 0xC0: 2, 0xD0: 2, 0xE0: 3,
+            0xF1: 2, 0xF2: 3, 0xF3: 2, 0xF6: 1}
+
+
+def split_messages(data: bytes) -> list[bytes]:
+    """A raw MIDI byte stream as the ALSA sequencer delivers it: complete
+    messages, running status expanded, real-time bytes taken out wherever they
+    fall, SysEx dropped (as rtmidi is told to), stray data bytes ignored.
+
+    (mido's parser drops every message sent with running status, so this is
+    written out; it is the MIDI 1.0 byte grammar and nothing more.)
+    """
+    messages: list[bytes] = []
+    status: int | None = None        # the running status, or 0xF0 inside SysEx
+    pending: list[int] = []
+    for byte in data:
+        if byte >= 0xF8:                               # real time: whole by itself, anywhere
+            messages.append(bytes([byte]))
+        elif byte == 0xF0:
+            status, pending = 0xF0, []
+        elif byte == 0xF7 or byte in (0xF4, 0xF5):
+            status, pending = None, []                 # end of SysEx (dropped), or undefined
+        elif byte >= 0x80:
+            status, pending = byte, [byte]
+            if _LENGTHS.get(byte if byte >= 0xF0 else byte & 0xF0) == 1:
+                messages.append(bytes(pending))
+                status, pending = None, []
+        elif status is None or status == 0xF0:
+            continue                                   # stray data, or SysEx content
+        else:
+            if not pending:
+                pending = [status]                     # running status
+            pending.append(byte)
+            if len(pending) == _LENGTHS.get(status if status >= 0xF0 else status & 0xF0, 3):
+                messages.append(bytes(pending))
+                pending = []
+                if status >= 0xF0:
+                    status = None                      # system common has no running status
+    return messages
+
+
+def create(name: str) -> MidiBackend:
+    if name == "sim":
+        return SimBackend()
+    return RtmidiBackend(name)

@@ -1,0 +1,220 @@
+"""MIDI clock: follow another instrument's tempo, and send ours.
+
+Following: 24 ticks per beat arrive with the time they entered the process.
+The tempo is the slope of a line fitted through the last two beats of ticks
+(so one late tick moves it very little), then smoothed with a time constant
+of `smoothing` seconds, so a new source or a tempo change glides instead of
+jumping.  When ticks stop, the last tempo holds.
+
+Sending: 24 ticks per beat, scheduled on the wall clock from the beat
+positions Csound's clock publishes, so the ticks follow tempo changes on the
+same beat as the music.  Where a sample sits on the wall clock comes from
+AudioClockMap, which follows the sound card's crystal as it drifts from the
+system's.  Python's timing puts some jitter on each tick (measured by
+bench/midi_clock.py); receivers average it out as we do.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from appliance.engine.rtprio import start_thread
+
+TICKS_PER_BEAT = 24
+
+
+class ClockFollower:
+    def __init__(self, window: int = 2 * TICKS_PER_BEAT, smoothing: float = 0.6,
+                 timeout: float = 0.5) -> None:
+        self._ticks: deque[float] = deque(maxlen=window)
+        self.smoothing = smoothing
+        self.timeout = timeout
+        self.tempo: float | None = None
+        self._updated: float | None = None
+
+    def tick(self, at: float) -> None:
+        if self._ticks and at - self._ticks[-1] > self.timeout:
+            self._ticks.clear()            # a pause or a new source: start a new fit
+        self._ticks.append(at)
+
+    def update(self, now: float) -> float | None:
+        """The smoothed tempo at `now` (None until enough ticks have come)."""
+        if len(self._ticks) < TICKS_PER_BEAT // 2 or now - self._ticks[-1] > self.timeout:
+            self._updated = now
+            return self.tempo
+        measured = 60.0 / (TICKS_PER_BEAT * _slope(self._ticks))
+        if self.tempo is None:
+            self.tempo = measured
+        else:
+            elapsed = max(0.0, now - (self._updated or now))
+            weight = 1.0 - pow(2.718281828, -elapsed / self.smoothing)
+            self.tempo += (measured - self.tempo) * weight
+        self._updated = now
+        return self.tempo
+
+
+def _slope(times: deque[float]) -> float:
+    """Seconds per tick: least squares through (index, time)."""
+    n = len(times)
+    mean_i = (n - 1) / 2
+    mean_t = sum(times) / n
+    num = sum((i - mean_i) * (t - mean_t) for i, t in enumerate(times))
+    den = sum((i - mean_i) ** 2 for i in range(n))
+    return num / den
+
+
+class AudioClockMap:
+    """Where the audio clock's samples fall on the monotonic wall clock.
+
+    Each observation is (now, seconds of audio Csound has computed).  Their
+    difference is the wall time of sample 0 plus how long ago the last block
+    was computed, which is never negative: the lower envelope is the truth.
+    The estimate is the minimum over the last `window` seconds, not over all
+    time: the truth moves.  A sound card's crystal runs slower or faster than
+    the system clock (50 ppm is 180 ms in an hour) and every xrun puts the
+    audio a period later; a minimum over all time would follow neither.
+    """
+
+    def __init__(self, window: float = 1.0) -> None:
+        self.window = window
+        self._lows: deque[tuple[float, float]] = deque()   # (when, offset), offsets rising
+
+    def observe(self, now: float, audio_seconds: float) -> None:
+        offset = now - audio_seconds
+        while self._lows and self._lows[-1][1] >= offset:
+            self._lows.pop()
+        self._lows.append((now, offset))
+        while self._lows[0][0] < now - self.window:
+            self._lows.popleft()
+
+    def wall(self, audio_seconds: float) -> float:
+        """The wall time at which Csound computes the audio at `audio_seconds`."""
+        if not self._lows:
+            raise ValueError("no observation yet")
+        return self._lows[0][1] + audio_seconds
+
+
+class ClockSender:
+    """Sends 24 ticks per beat to outputs while the transport runs.
+
+    Ticks are counted, not timed alone: tick k of beat b is due at that beat's
+    wall time plus k/24 of its length, and every one is sent, because a
+    receiver finds its place in the bar by counting them.  When the beat
+    estimates move (a tempo change, an xrun, a new estimate of the audio
+    clock) the ticks come a little earlier or later, never one fewer or more.
+    If this thread falls behind, the ticks it owes are sent at once; only when
+    it is more than a beat out of step (a long stall) does it start again on
+    the current beat's grid.
+    """
+
+    def __init__(self, send: Callable[[bytes], object]) -> None:
+        self._send = send
+        self._lock = threading.Lock()
+        self._beats: dict[int, tuple[float, float]] = {}   # beat -> (wall time, seconds), the latest few
+        self._generation = 0                   # counts renumberings of the beats
+        self._started = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.sent = 0
+        self.resyncs = 0
+        self.lateness: deque[float] = deque(maxlen=8192)   # seconds each recent tick left after it was due
+
+    def follow(self, beat: int, beat_wall: float, beat_seconds: float) -> None:
+        """The clock's latest beat: its number, when it sounds (wall time) and how long it lasts."""
+        with self._lock:
+            if self._beats and beat < max(self._beats):
+                self._beats.clear()              # numbered afresh: the engine restarted
+                self._generation += 1
+            self._beats[beat] = (beat_wall, beat_seconds)
+            for old in [b for b in self._beats if b < beat - 2]:
+                del self._beats[old]
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._started = time.monotonic()
+            self._send(bytes([0xFA]))
+            self._thread = start_thread("midi-clock-out", self._run)
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+            self._send(bytes([0xFC]))
+
+    def _run(self) -> None:
+        position: tuple[int, int] | None = None        # (beat, tick) of the next tick to send
+        generation = self._generation
+        while not self._stop.is_set():
+            with self._lock:
+                beats = dict(self._beats)
+                if generation != self._generation:
+                    generation, position = self._generation, None
+            now = time.monotonic()
+            latest = max(beats, default=None)
+            # the first tick after a start comes from a beat that has not ended before it
+            # (not the last beat before a stop, which the channels still hold)
+            if latest is None or (position is None and sum(beats[latest]) < self._started):
+                self._stop.wait(0.005)
+                continue
+            if position is None or position[0] < latest - 1:
+                if position is not None:
+                    self.resyncs += 1                    # more than a beat behind: a long stall
+                position = _next_tick(latest, *beats[latest], now)
+            beat, tick = position
+            if beat in beats:
+                wall, length = beats[beat]
+            elif beat > latest:                          # not published yet: predicted from the latest
+                length = beats[latest][1]
+                wall = beats[latest][0] + (beat - latest) * length
+            else:                                        # a beat already gone: owed now
+                wall, length = now, 0.0
+            due = wall + tick * length / TICKS_PER_BEAT
+            if due > now + 0.0002:
+                if self._stop.wait(min(due - now, 0.1)):
+                    break
+                continue                                 # look again: the beats may have moved meanwhile
+            self._send(bytes([0xF8]))
+            self.lateness.append(time.monotonic() - due)
+            self.sent += 1
+            position = (beat, tick + 1) if tick + 1 < TICKS_PER_BEAT else (beat + 1, 0)
+
+
+def _next_tick(beat: int, wall: float, length: float, now: float) -> tuple[int, int]:
+    """The first point of beat's tick grid at or after now, as (beat, tick)."""
+    ticks = max(0, math.ceil((now - wall) / (length / TICKS_PER_BEAT)))
+    return beat + ticks // TICKS_PER_BEAT, ticks % TICKS_PER_BEAT
+
+
+class ClockOutFeed:
+    """Keeps a ClockSender on the beats Csound's clock publishes.
+
+    The control loop hands it, on each pass, how much audio Csound has
+    computed and the clock's latest beat (number, sample, length); it places
+    the beat on the wall clock where it is heard: its sample, plus the samples
+    between computing and hearing (one output buffer, -B, on a sound card).
+    """
+
+    def __init__(self, sender: ClockSender, sample_rate: int, heard_after: int) -> None:
+        self.sender = sender
+        self.sample_rate = sample_rate
+        self.heard_after = heard_after
+        self._audio_clock = AudioClockMap()
+
+    def restart(self) -> None:
+        """A new engine counts its samples from 0 again."""
+        self._audio_clock = AudioClockMap()
+
+    def observe(self, now: float, audio_seconds: float, beat: int, beat_sample: float,
+                beat_length: float) -> None:
+        if audio_seconds <= 0:
+            return                               # not performing yet: no sample to place
+        self._audio_clock.observe(now, audio_seconds)
+        if beat > 0 and beat_length > 0:
+            heard = (beat_sample + self.heard_after) / self.sample_rate
+            self.sender.follow(beat, self._audio_clock.wall(heard), beat_length / self.sample_rate)

@@ -1,0 +1,292 @@
+"""The instrument: engine, generator, sequencer, parameters and controls, wired together.
+
+It opens and closes them, falls back to the default orchestra when the
+configured one does not compile, and restarts Csound when a reload changes
+the audio, clock or orchestra.  What changes while it plays is the control
+loop's work (loop.py); how it is paced is a driver's (drivers.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from appliance import paths
+from appliance.config.scenario import Scenario
+from appliance.config.schema import Config
+from appliance.controls.hardware import Hardware
+from appliance.controls.inbox import Command, Inbox, SetParam
+from appliance.controls.midi.clock import ClockOutFeed
+from appliance.engine.engine import Engine, FileOutput, Output, RealtimeOutput
+from appliance.engine.orchestra import Orchestra
+from appliance.errors import ApplianceError, OrchestraError
+from appliance.instrument import report as reporting
+from appliance.instrument.drivers import Driver, OfflineDriver, RealtimeDriver, driver_for
+from appliance.instrument.loop import ControlLoop
+from appliance.instrument.scenario_player import ScenarioPlayer
+from appliance.music.generator import Generator
+from appliance.music.sequencer import Sequencer
+from appliance.params import PARAMETERS, ParamStore
+
+log = logging.getLogger("appliance")
+
+GUARD_SECONDS = 0.04     # steps closer than this to the clock are never recomposed
+MAX_ERRORS = 50          # errors kept for the report and status
+
+
+class Instrument:
+    def __init__(self, config: Config, overrides: Mapping[str, float] | None = None,
+                 scenario: Scenario | None = None, simulate: bool = True) -> None:
+        self.config = config
+        self.params = ParamStore(PARAMETERS)
+        for name, value in {**config.params, **(overrides or {})}.items():
+            self.params.set(name, value)
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
+        self.orchestra: Path | None = None
+        self.orchestra_failed = False     # the configured orchestra did not compile
+        self.safe_mode = False            # set by the service when it starts on factory defaults
+        self.layout = config.clock_layout()
+        self.engine = Engine(self.layout)
+        self.generator = Generator(self.layout.steps_per_beat, self.layout.beats_per_bar,
+                                   seed=int(self.params.get("seed")))
+        self.sequencer = self._sequencer()
+        self.inbox = Inbox()
+        self.hardware = Hardware(config, self.inbox, simulate, PARAMETERS)
+        self.transport = True
+        self.player = ScenarioPlayer(self, scenario)
+        self.loop = ControlLoop(self)
+        self.driver: Driver | None = None     # set by open(): real time or offline
+        self.cpu = reporting.CpuMeter()
+        self.started_at: float | None = None   # wall time (epoch) the performance started
+        self._orchestra_text = ""
+        self._restarts = 0
+        self._clock_out: ClockOutFeed | None = None
+        self._final: tuple[reporting.Stats, dict[str, Any]] | None = None
+
+    # -- starting and stopping -------------------------------------------
+
+    @property
+    def threaded(self) -> bool:
+        """True in real time: inputs have threads of their own, the loop sleeps until needed."""
+        return self.driver is not None and self.driver.threaded
+
+    def open(self, output: Output) -> None:
+        """Compile the orchestra (the default one if it fails), open the controls and
+        prepare the first steps."""
+        self.driver = driver = driver_for(output)
+        self._open_engine(driver)
+        self.inbox.clock = driver.clock(self)
+        self.hardware.open(threaded=driver.threaded)
+        self._follow_clock_out()
+        self.loop.tick()
+
+    def perform(self, record: Path | None = None) -> None:
+        """Real time: start Csound's performance thread (recording if asked)."""
+        self.engine.perform(record)
+        self.started_at = time.time()
+        self.warnings += self.engine.warnings
+
+    def run(self, seconds: float | None, stop: threading.Event,
+            on_status: Callable[[], None] | None = None, on_tick: Callable[[], None] | None = None) -> None:
+        """Real time: run the control loop until stop is set, `seconds` of audio, or Csound ends."""
+        if not isinstance(self.driver, RealtimeDriver):
+            raise ApplianceError("run() plays in real time: open the instrument on a RealtimeOutput")
+        self.driver.run(self, seconds, stop, on_status, on_tick)
+
+    def render(self, seconds: float) -> None:
+        """Offline: perform `seconds` of audio as fast as possible."""
+        if not isinstance(self.driver, OfflineDriver):
+            raise ApplianceError("render() works offline: open the instrument on a FileOutput")
+        self.driver.render(self, seconds)
+
+    def tick(self) -> None:
+        """One pass of the control loop."""
+        self.loop.tick()
+
+    def submit(self, command: Command) -> None:
+        """Put a command in the loop's inbox (any thread)."""
+        self.inbox.submit(command)
+
+    def close(self) -> None:
+        if self.engine.is_open:
+            self._final = (reporting.stats(self), self.hardware.status())
+            self.log_messages()
+        self.hardware.close()
+        self.engine.close()
+
+    def _open_engine(self, driver: Driver) -> None:
+        wanted = self.config.orchestra_path()
+        self.orchestra_failed = False
+        try:
+            orchestra = Orchestra.load(wanted)
+            self.engine.open(orchestra, driver.output)
+            self.orchestra = wanted
+        except OrchestraError as exc:
+            default = paths.default_orchestra()
+            if wanted.resolve() == default.resolve():
+                raise
+            self.error(f"{exc}; playing the default orchestra instead")
+            orchestra = Orchestra.load(default)
+            self.engine.open(orchestra, driver.output)
+            self.orchestra = default
+            self.orchestra_failed = True
+        self._orchestra_text = orchestra.text
+        if self._clock_out is not None:
+            self._clock_out.restart()
+        for spec in PARAMETERS:
+            if spec.group != "generator":
+                self.engine.set_channel(spec.name, self.params.get(spec.name))
+        self.engine.set_channel("transport_from_bar", 1.0)
+        self.engine.set_channel("transport", 1.0 if self.transport else 0.0)
+
+    def _sequencer(self) -> Sequencer:
+        return Sequencer(self.generator, self.engine, lookahead=self.config.engine.lookahead_ms / 1000,
+                         guard=GUARD_SECONDS, ring_size=self.layout.ring_size, max_notes=self.layout.max_notes)
+
+    # -- changing while it plays (the control loop only) ---------------------
+
+    def reconfigure(self, new: Config) -> list[str]:
+        """Apply a changed config while playing, without stopping the sound where
+        possible; returns what changed.  Audio, clock or orchestra changes
+        restart Csound (after a short fade), the rest applies live."""
+        old, changed = self.config, []
+        for name, value in new.params.items():
+            if old.params.get(name) != value:
+                self.inbox.submit(SetParam(name, value, "reload"))
+                changed.append(f"params.{name}")
+        if old.midi != new.midi or old.gpio != new.gpio:
+            self._replace_hardware(new)
+            changed.append("controls")
+        if old.engine.lookahead_ms != new.engine.lookahead_ms:
+            self.sequencer.lookahead = new.engine.lookahead_ms / 1000
+            changed.append("engine.lookahead_ms")
+        orchestra_changed = new.orchestra_path() != old.orchestra_path() or \
+            Orchestra.load(new.orchestra_path()).text != self._orchestra_text
+        self.config = new
+        if old.audio != new.audio or old.clock != new.clock or orchestra_changed or \
+                old.engine.realtime_priority != new.engine.realtime_priority:
+            self._restart_engine()
+            changed.append("engine restarted")
+        return changed
+
+    def _replace_hardware(self, config: Config) -> None:
+        learned = self.hardware.learned()
+        simulate = self.hardware.simulate
+        self.hardware.close()
+        self.hardware = Hardware(config, self.inbox, simulate, PARAMETERS)
+        self.hardware.restore_learned(learned)
+        self.hardware.open(threaded=self.threaded)
+        self._follow_clock_out()
+        self.start_clock_out()
+
+    def _restart_engine(self) -> None:
+        """Stop Csound and start it again with the current config (real time only)."""
+        if not isinstance(self.driver, RealtimeDriver):
+            raise ApplianceError("the engine can only be restarted while playing in real time")
+        self.engine.set_channel("volume", -90.0)     # fade out (20 ms) rather than click
+        time.sleep(0.06)
+        self.log_messages()
+        self.engine.close()
+        config = self.config
+        self.driver = driver = RealtimeDriver(RealtimeOutput(
+            backend=self.driver.output.backend, device=config.audio.device, buffer=config.audio.buffer,
+            hardware_buffer=config.audio.hardware_buffer, realtime_priority=config.engine.realtime_priority))
+        self.layout = config.clock_layout()
+        self.engine = Engine(self.layout)
+        self.generator.steps_per_beat = self.layout.steps_per_beat
+        self.generator.beats_per_bar = self.layout.beats_per_bar
+        self.sequencer = self._sequencer()
+        self._restarts = 0
+        self._open_engine(driver)
+        self._follow_clock_out()
+        self.loop.tick()
+        self.perform()
+
+    def set_transport(self, play: bool, from_bar: bool = True) -> None:
+        self.transport = play
+        self.engine.set_channel("transport_from_bar", 1.0 if from_bar else 0.0)
+        self.engine.set_channel("transport", 1.0 if play else 0.0)
+        if self.hardware.clock_out is not None:
+            (self.hardware.clock_out.start if play else self.hardware.clock_out.stop)()
+
+    # -- MIDI clock out -----------------------------------------------------------
+
+    def _follow_clock_out(self) -> None:
+        sender = self.hardware.clock_out
+        heard_after = self.driver.heard_after if self.driver is not None else 0
+        self._clock_out = None if sender is None else ClockOutFeed(sender, self.layout.sample_rate, heard_after)
+
+    def start_clock_out(self) -> None:
+        if self.hardware.clock_out is not None and self.transport:
+            self.hardware.clock_out.start()
+
+    def feed_clock_out(self, now: float) -> None:
+        """Keep the MIDI clock sender on the beats Csound's clock publishes."""
+        if self._clock_out is not None:
+            channel = self.engine.channel
+            self._clock_out.observe(now, self.audio_time(), int(channel("clock_beats")),
+                                    channel("clock_beat_sample"), channel("clock_beat_length"))
+
+    # -- reading the clock -----------------------------------------------------------
+
+    def audio_time(self) -> float:
+        return self.engine.channel("time_samples") / self.layout.sample_rate
+
+    def clock_step(self) -> int:
+        return int(self.engine.channel("clock_step"))
+
+    def clock_restarted(self) -> bool:
+        """True once each time the clock jumps (the transport started again on a new bar)."""
+        restarts = int(self.engine.channel("clock_restarts"))
+        if restarts == self._restarts:
+            return False
+        self._restarts = restarts
+        return True
+
+    def tempo_bound(self, params: Mapping[str, float] | None = None) -> float:
+        """The faster of the set tempo and the clock's: how fast steps may come."""
+        tempo = (params or self.params.snapshot())["tempo"]
+        return max(tempo, self.engine.channel("clock_tempo") or tempo)
+
+    # -- what it has done ----------------------------------------------------
+
+    def stats(self) -> reporting.Stats:
+        if not self.engine.is_open and self._final is not None:
+            return self._final[0]
+        return reporting.stats(self)
+
+    def report(self) -> dict[str, Any]:
+        controls = self._final[1] if self._final is not None else self.hardware.status()
+        return reporting.report(self, self.stats(), controls)
+
+    def error(self, message: str) -> None:
+        log.error("%s", message)
+        if len(self.errors) < MAX_ERRORS:
+            self.errors.append(message)
+
+    def warn(self, message: str) -> None:
+        log.warning("%s", message)
+        self.warnings.append(message)
+
+    def log_messages(self) -> None:
+        for level, line in self.engine.drain_messages():
+            log.log(level, "csound: %s", line)
+            if level >= logging.ERROR:
+                self.error(f"csound: {line}")
+
+
+def render_to(config: Config, out: Path, seconds: float, overrides: Mapping[str, float],
+              scenario: Scenario | None) -> Instrument:
+    """Render offline into a WAV file (simulated controls); returns the closed instrument."""
+    instrument = Instrument(config, overrides, scenario, simulate=True)
+    try:
+        instrument.open(FileOutput(out))
+        instrument.render(seconds)
+    finally:
+        instrument.close()
+    return instrument

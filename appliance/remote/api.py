@@ -1,0 +1,37 @@
+"""What a remote surface (the control socket, and later OSC and the web page) may ask of the instrument.
+
+Read-only snapshots for anything that only looks, and submit() for anything
+that changes the instrument: the command goes into the control loop's inbox,
+and the loop, the only writer, carries it out.  Surfaces see nothing else:
+no engine, no hardware, no loop internals.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from appliance.controls.inbox import Command
+
+
+class InstrumentApi(Protocol):
+    def status(self) -> dict[str, Any]:
+        """What the instrument is doing now."""
+
+    def values(self) -> dict[str, float]:
+        """Every parameter's current value."""
+
+    def midi(self) -> dict[str, Any]:
+        """MIDI devices, outputs, mappings and counters."""
+
+    def logs(self, count: int) -> list[str]:
+        """The last `count` lines logged."""
+
+    def preset_names(self) -> list[str]: ...
+
+    def save_preset(self, name: str, values: dict[str, float]) -> None:
+        """Write a preset durably (PresetError for a bad name, OSError if the disk refuses)."""
+
+    def delete_preset(self, name: str) -> bool: ...
+
+    def submit(self, command: Command, timeout: float | None = None) -> Any:
+        """Put a command in the loop's inbox; with a timeout, wait for the loop's answer."""

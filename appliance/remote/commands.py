@@ -1,0 +1,119 @@
+"""What the control socket can be asked, and the answers.
+
+Every command answers a JSON object with "ok".  Values are checked by the
+parameter registry before they go anywhere, so `set tempo 900` is refused
+with the range, as on the command line.  Changes are commands into the
+control loop's inbox; the answer comes once the loop has applied them, so a
+`get` after a `set` sees the new value.  A refusal of a value says
+"kind": "value" (the CLI exits 2 for it, as for a bad value typed at start).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from appliance.controls.inbox import Learn, LoadPreset, Reload, SetParam
+from appliance.controls.midi.mapping import ACTIONS as MIDI_ACTIONS
+from appliance.errors import ApplianceError, ParamError
+from appliance.params import PARAMETERS, suggest
+from appliance.remote.api import InstrumentApi
+
+ANSWER_SECONDS = 5.0      # a change answers once the loop applied it (well under a second)
+RELOAD_SECONDS = 20.0     # a reload may restart Csound
+SOURCE = "control socket"
+
+
+class Commands:
+    def __init__(self, api: InstrumentApi) -> None:
+        self.api = api
+        self._verbs: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "status": self.status, "get": self.get, "set": self.set, "params": self.params,
+            "preset": self.preset, "learn": self.learn, "reload": self.reload, "midi": self.midi,
+            "logs": self.logs,
+        }
+
+    def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
+        verb = request["cmd"]
+        if verb not in self._verbs:
+            raise ApplianceError(f"unknown command {verb!r}{suggest(verb, self._verbs)}; "
+                                 f"commands: {', '.join(self._verbs)}")
+        try:
+            return {"ok": True, **self._verbs[verb](request)}
+        except ParamError as exc:
+            return {"ok": False, "error": str(exc), "kind": "value"}
+
+    def status(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {"status": self.api.status()}
+
+    def get(self, request: dict[str, Any]) -> dict[str, Any]:
+        spec = PARAMETERS.spec(_text(request, "name"))
+        return _value(spec.name, self.api.values()[spec.name])
+
+    def set(self, request: dict[str, Any]) -> dict[str, Any]:
+        spec = PARAMETERS.spec(_text(request, "name"))
+        raw = request.get("value")
+        value = spec.parse(raw) if isinstance(raw, str) else spec.coerce(raw)
+        stored = self.api.submit(SetParam(spec.name, value, SOURCE), ANSWER_SECONDS)
+        return _value(spec.name, stored)
+
+    def params(self, request: dict[str, Any]) -> dict[str, Any]:
+        values = self.api.values()
+        return {"params": [{
+            "name": spec.name, "value": spec.external(values[spec.name]), "text": spec.format(values[spec.name]),
+            "range": spec.range_text, "default": spec.external(spec.default), "unit": spec.unit,
+            "curve": spec.curve, "step": spec.step, "group": spec.group, "doc": spec.doc,
+            **({"choices": list(spec.choices)} if spec.choices else {}),
+        } for spec in PARAMETERS]}
+
+    def preset(self, request: dict[str, Any]) -> dict[str, Any]:
+        action = _text(request, "action")
+        if action == "list":
+            return {"presets": self.api.preset_names()}
+        name = _text(request, "name")
+        if action == "save":
+            try:
+                self.api.save_preset(name, self.api.values())
+            except OSError as exc:
+                raise ApplianceError(f"cannot save preset {name!r}: {exc.strerror or exc}") from None
+            return {"saved": name}
+        if action == "load":
+            warnings = self.api.submit(LoadPreset(name, SOURCE), ANSWER_SECONDS)
+            return {"loaded": name, "warnings": warnings}
+        if action == "delete":
+            if not self.api.delete_preset(name):
+                raise ParamError(f"no preset {name!r}")
+            return {"deleted": name}
+        raise ApplianceError(f"preset needs save, load, list or delete, got {action!r}")
+
+    def learn(self, request: dict[str, Any]) -> dict[str, Any]:
+        name = _text(request, "name")
+        if name not in PARAMETERS and name not in MIDI_ACTIONS:
+            raise ParamError(f"learn needs a parameter or an action, got {name!r}"
+                             f"{suggest(name, [*PARAMETERS.specs, *MIDI_ACTIONS])}")
+        self.api.submit(Learn(name), ANSWER_SECONDS)
+        return {"learning": name, "hint": "move a control (or press a pad) on a MIDI device"}
+
+    def reload(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {"changed": self.api.submit(Reload(), RELOAD_SECONDS)}
+
+    def midi(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {"midi": self.api.midi()}
+
+    def logs(self, request: dict[str, Any]) -> dict[str, Any]:
+        count = request.get("lines", 100)
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 10000:
+            raise ApplianceError(f"lines must be within 1..10000, got {count!r}")
+        return {"lines": self.api.logs(count)}
+
+
+def _value(name: str, value: float) -> dict[str, Any]:
+    spec = PARAMETERS.spec(name)
+    return {"name": spec.name, "value": spec.external(value), "text": spec.format(value)}
+
+
+def _text(request: dict[str, Any], key: str) -> str:
+    value = request.get(key)
+    if not isinstance(value, str) or not value:
+        raise ApplianceError(f"{request.get('cmd')} needs {key}")
+    return value

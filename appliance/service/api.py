@@ -1,0 +1,42 @@
+"""The service's side of appliance/remote/api.py: what the socket (and later OSC
+and the web page) see of the running instrument."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from appliance.controls.inbox import Command
+
+if TYPE_CHECKING:
+    from appliance.service.service import Service
+
+
+class ServiceApi:
+    def __init__(self, service: Service) -> None:
+        self._service = service
+
+    def status(self) -> dict[str, Any]:
+        return self._service.status()
+
+    def values(self) -> dict[str, float]:
+        return self._service.instrument.params.snapshot()
+
+    def midi(self) -> dict[str, Any]:
+        hardware = self._service.instrument.hardware
+        return {**hardware.status(), "mappings": [m.describe() for m in hardware.router.mappings],
+                "outputs": sorted(hardware.midi.outputs)}
+
+    def logs(self, count: int) -> list[str]:
+        return self._service.ring.last(count)
+
+    def preset_names(self) -> list[str]:
+        return self._service.presets.names()
+
+    def save_preset(self, name: str, values: dict[str, float]) -> None:
+        self._service.presets.save(name, values)
+
+    def delete_preset(self, name: str) -> bool:
+        return self._service.presets.delete(name)
+
+    def submit(self, command: Command, timeout: float | None = None) -> Any:
+        return self._service.submit(command, timeout)

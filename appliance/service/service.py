@@ -1,0 +1,267 @@
+"""`appliance run`: the instrument as a service.
+
+Around the Instrument it adds what a box on its own needs, each in a module
+of its own: safe mode (safe_mode.py), the last state (last_state.py),
+presets (presets.py), the boot log (boots.py), systemd's notify protocol and
+watchdog (systemd.py), the control socket (appliance/remote) and reload.
+Reload, presets and the periodic work run inside the control loop, as
+commands and jobs: the loop stays the only writer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from appliance import config as config_module
+from appliance.config.scenario import Scenario
+from appliance.controls.inbox import Command, LoadPreset, Reload, Reply
+from appliance.engine.engine import RealtimeOutput
+from appliance.engine.rtprio import lock_memory, start_thread
+from appliance.errors import ApplianceError
+from appliance.instrument.instrument import Instrument
+from appliance.params import PARAMETERS
+from appliance.remote.commands import Commands
+from appliance.remote.server import ControlServer, SocketInUse
+from appliance.service import safe_mode
+from appliance.service.boots import BootLog
+from appliance.service.last_state import LastState
+from appliance.service.logring import LogRing
+from appliance.service.presets import PresetRecall, Presets
+from appliance.service.systemd import Notifier, notify
+
+log = logging.getLogger("appliance")
+
+GOOD_AFTER = 30.0         # a start that has played this long counts as good
+
+
+@dataclass
+class ServiceOptions:
+    config_path: Path | None
+    state_dir: Path
+    socket: Path | None
+    output: RealtimeOutput
+    simulate: bool
+    overrides: dict[str, float] = field(default_factory=dict)
+    scenario: Scenario | None = None
+    record: Path | None = None
+    seconds: float | None = None
+    force_safe: bool = False
+    safe_pin: int = 26
+
+
+class Service:
+    def __init__(self, options: ServiceOptions) -> None:
+        self.options = options
+        self.safe_mode = False
+        self.reasons: list[str] = []
+        self.presets = Presets(options.state_dir / "presets", PARAMETERS)
+        self.last_state = LastState(options.state_dir / "state.json", self.error)
+        self.boots = BootLog(options.state_dir / "boots.json")
+        self.ring = LogRing()
+        self.stop = threading.Event()
+        self.started = time.monotonic()
+        self.server: ControlServer | None = None
+        self.memory_locked = False
+        self.persist = True                         # the state directory can be written
+        self._instrument: Instrument | None = None
+        self._early_errors: list[str] = []
+        self._good = False
+
+    # -- start ---------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Everything before sound: state directory, boot log, config, safe mode, last state."""
+        logging.getLogger().addHandler(self.ring)
+        options = self.options
+        start = safe_mode.decide(options.config_path, options.state_dir, self.boots, force=options.force_safe,
+                                 simulate=options.simulate, safe_pin=options.safe_pin)
+        self._early_errors += start.errors
+        self.safe_mode, self.reasons, self.persist = start.safe_mode, start.reasons, start.persist
+        self.config = start.config
+        self.last_state.enabled = self.persist and not self.safe_mode
+        values, learned = ({}, []) if self.safe_mode else self.last_state.load()
+        instrument = Instrument(self.config, {**values, **options.overrides}, options.scenario,
+                                simulate=options.simulate)
+        instrument.safe_mode = self.safe_mode
+        instrument.hardware.restore_learned(learned)
+        instrument.errors[:0] = self._early_errors
+        self._instrument = instrument
+        self._wire(instrument)
+
+    def _wire(self, instrument: Instrument) -> None:
+        """The service's commands and periodic work, carried out by the control loop."""
+        loop = instrument.loop
+        recall = PresetRecall(self.presets, loop.dispatch)
+        loop.handle(LoadPreset, recall.load)
+        loop.handle(Reload, self._reload)
+        for action in ("preset", "preset_next", "preset_prev"):
+            loop.actions[action] = recall.step
+        loop.add_job(Notifier(instrument.audio_time, self.status_line))
+        loop.add_job(self.last_state.job(lambda: (instrument.params.snapshot(), instrument.hardware.learned())))
+        loop.add_job(self._good_after)
+
+    def start(self) -> None:
+        """Start the sound, then the socket."""
+        instrument = self.instrument
+        note = lock_memory()
+        self.memory_locked = note is None
+        if note:
+            log.info("%s", note)
+        instrument.open(self.options.output)
+        if instrument.orchestra_failed:
+            self.enter_safe_mode("the orchestra does not compile")
+        instrument.perform(self.options.record)
+        if self.options.socket is not None:
+            from appliance.service.api import ServiceApi
+
+            self.server = ControlServer(self.options.socket, Commands(ServiceApi(self)))
+            try:
+                self.server.start()
+            except SocketInUse:
+                raise
+            except OSError as exc:
+                self.server = None
+                instrument.warn(f"control socket {self.options.socket} not available: {exc}")
+
+    def run(self, on_status: Any = None) -> None:
+        """Run the control loop on a thread of its own, named so `ps -L` tells it apart,
+        while this (main) thread stays free for signals; returns when it ends."""
+        failure: list[BaseException] = []
+
+        def loop() -> None:
+            try:
+                self.instrument.run(self.options.seconds, self.stop, on_status=on_status)
+            except BaseException as exc:     # re-raised in the main thread
+                failure.append(exc)
+
+        start_thread("control-loop", loop, daemon=False).join()
+        if failure:
+            raise failure[0]
+
+    def request_stop(self) -> None:
+        self.stop.set()
+        if self._instrument is not None:
+            self._instrument.inbox.wake()
+
+    def submit(self, command: Command, timeout: float | None = None) -> Any:
+        """Put a command in the loop's inbox; with a timeout, wait for its answer."""
+        if timeout is None:
+            self.instrument.submit(command)
+            return None
+        reply = Reply()
+        self.instrument.submit(dataclasses.replace(command, reply=reply))
+        return reply.wait(timeout)
+
+    def close(self) -> None:
+        notify("STOPPING=1")
+        if self.server is not None:
+            self.server.close()
+        instrument = self.instrument
+        self.last_state.save(instrument.params.snapshot(), instrument.hardware.learned())
+        if instrument.engine.is_open:
+            self._mark_good()                       # a clean stop is not a crash
+        instrument.close()
+        logging.getLogger().removeHandler(self.ring)
+
+    # -- safe mode and the boot log -------------------------------------------------------
+
+    def enter_safe_mode(self, reason: str) -> None:
+        log.error("SAFE MODE: %s; playing factory defaults", reason)
+        self.safe_mode = True
+        self.reasons.append(reason)
+        self.last_state.enabled = False
+        if self._instrument is not None:
+            self._instrument.safe_mode = True
+        self.error(f"safe mode: {reason}")
+
+    def _good_after(self, now: float) -> float:
+        if now - self.started < GOOD_AFTER:
+            return self.started + GOOD_AFTER
+        self._mark_good()
+        return float("inf")
+
+    def _mark_good(self) -> None:
+        if not self._good and self.persist:
+            self._good = True
+            try:
+                self.boots.good()
+            except OSError as exc:
+                self.error(f"cannot write the boot log: {exc}")
+
+    # -- reload (in the control loop) ------------------------------------------------------
+
+    def _reload(self, command: Reload) -> list[str]:
+        if self.safe_mode and self.options.config_path is None:
+            raise ApplianceError("safe mode with no config file: nothing to reload")
+        new = config_module.load(self.options.config_path)     # ConfigError: refused, the old one kept
+        changed = self.instrument.reconfigure(new)
+        self.config = new
+        if self.safe_mode:
+            self.safe_mode = False
+            self.instrument.safe_mode = False
+            self.last_state.enabled = self.persist
+            changed.append("left safe mode")
+        log.info("reloaded %s: %s", self.options.config_path, ", ".join(changed) or "nothing changed")
+        return changed
+
+    # -- status -------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        instrument = self.instrument
+        stats = instrument.stats()
+        beats = instrument.layout.beats_per_bar
+        bar, beat = divmod(max(stats.beats - 1, 0), beats)
+        return {
+            "tempo": round(stats.tempo, 2), "bar": bar + 1, "beat": beat + 1,
+            "transport": "playing" if stats.running else "stopped",
+            "notes": stats.notes, "late_notes": stats.late_notes, "xruns": stats.xruns,
+            "cpu_percent": round(stats.cpu_percent, 1), "temperature_c": temperature(),
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "safe_mode": self.safe_mode, "safe_mode_reasons": list(self.reasons),
+            "last_error": instrument.errors[-1] if instrument.errors else None,
+            "audio": instrument.driver.name if instrument.driver else None,
+            "orchestra": str(instrument.orchestra),
+            "midi": stats.midi, "midi_devices": sorted(instrument.hardware.midi.inputs),
+            "gpio": instrument.hardware.gpio_status, "realtime_priority": instrument.engine.realtime,
+            "memory_locked": self.memory_locked,
+            "presets": self.presets.names(),
+            "loop_wakes": instrument.loop.wakes,
+        }
+
+    def status_line(self) -> str:
+        s = self.status()
+        safe = " SAFE MODE" if s["safe_mode"] else ""
+        return (f"{s['tempo']:.1f} BPM bar {s['bar']}:{s['beat']} notes {s['notes']} late {s['late_notes']} "
+                f"xruns {s['xruns']} CPU {s['cpu_percent']:.0f}%{safe}")
+
+    def error(self, message: str) -> None:
+        """An error for the log, the status and the report (kept until the instrument exists)."""
+        if self._instrument is not None:
+            self._instrument.error(message)
+        else:
+            log.error("%s", message)
+            self._early_errors.append(message)
+
+    def report(self) -> dict[str, Any] | None:
+        """The report of the run (None if it never got as far as an instrument)."""
+        return self._instrument.report() if self._instrument is not None else None
+
+    @property
+    def instrument(self) -> Instrument:
+        if self._instrument is None:
+            raise ApplianceError("the instrument is not prepared yet")
+        return self._instrument
+
+
+def temperature() -> float | None:
+    """The SoC temperature in degrees Celsius, where the kernel tells it."""
+    try:
+        return round(int(Path("/sys/class/thermal/thermal_zone0/temp").read_text()) / 1000, 1)
+    except (OSError, ValueError):
+        return None
