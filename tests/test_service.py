@@ -376,3 +376,29 @@ def test_a_read_only_state_directory_still_plays_and_says_so(tmp_path):
     report = box.stop()
     assert report["notes"] > 0
     assert any("presets and the last state will not be saved" in e for e in report["errors"])
+
+
+def test_a_set_is_applied_before_it_answers(box):
+    """set then get on one connection, no pause: the get sees the new value."""
+    with socket.socket(socket.AF_UNIX) as raw:
+        raw.connect(str(box.socket))
+        raw.settimeout(10)
+        reader = raw.makefile("rb")
+        for tempo in (61, 62.5, 180, 99.9):
+            raw.sendall(json.dumps({"cmd": "set", "name": "tempo", "value": tempo}).encode() + b"\n"
+                        + b'{"cmd": "get", "name": "tempo"}\n')
+            answers = [json.loads(reader.readline()), json.loads(reader.readline())]
+            assert answers[0]["ok"] and answers[1]["value"] == tempo
+
+
+def test_the_socket_option_may_follow_the_verb_and_its_words(box):
+    assert subprocess.run([sys.executable, "-m", "appliance", "preset", "save", "--socket", str(box.socket),
+                           "Late option"], capture_output=True, text=True, timeout=60).returncode == 0
+    assert subprocess.run([sys.executable, "-m", "appliance", "--socket", str(box.socket), "preset", "list"],
+                          capture_output=True, text=True, timeout=60).stdout.strip() == "Late option"
+
+
+def test_the_threads_say_what_they_are(box):
+    """`ps -L -o comm` tells Csound's thread, the loop and the inputs apart."""
+    names = {(task / "comm").read_text().strip() for task in Path(f"/proc/{box.process.pid}/task").iterdir()}
+    assert {"csound", "control-loop", "control-socket", "midi-scan"} <= names

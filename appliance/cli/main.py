@@ -9,19 +9,25 @@ that play (play.py) import it when they run.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from appliance.errors import ApplianceError, ConfigError, ParamError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
+TYPE_CHECKING = False           # typing and pathlib cost a quick verb 7 ms at start
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
+
 Verb = Callable[[argparse.Namespace], int]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(_options_first(list(sys.argv[1:] if argv is None else argv)))
+    words = _options_first(list(sys.argv[1:] if argv is None else argv))
+    args = _parser(words).parse_args(words)
     try:
         return _verb(args.verb)(args)
     except ConfigError as exc:
@@ -41,6 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _verb(name: str) -> Verb:
     """The function for a verb, importing the heavy module only for the verbs that play."""
     if name in ("run", "render", "check-config", "install", "uninstall"):
+        # numpy's OpenBLAS would start a worker thread per core that the instrument never uses
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         from appliance.cli import play
 
         return getattr(play, name.replace("-", "_"))
@@ -75,67 +83,95 @@ def _options_first(argv: list[str]) -> list[str]:
     return front + rest
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="appliance", description="A generative instrument.")
+def _parser(words: list[str]) -> argparse.ArgumentParser:
+    """The parser; with a known verb and no --help, only that verb's part is built (argparse
+    makes a help formatter for every argument added, a few ms a verb at every start)."""
+    parser = argparse.ArgumentParser(prog="appliance", description="A generative instrument.",
+                                     formatter_class=_Formatter)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log (twice: Csound's too)")
-    parser.add_argument("--socket", type=Path, metavar="PATH",
+    parser.add_argument("--socket", metavar="PATH",
                         help="the control socket (default /run/appliance/control.sock, or per user); "
                              "may be given after the verb too")
     verbs = parser.add_subparsers(required=True, metavar="COMMAND", dest="verb")
+    asked = next((w for w in words if not w.startswith("-")), None)
+    wanted = [asked] if asked in _VERBS and not {"-h", "--help"} & set(words) else list(_VERBS)
+    for name in wanted:
+        help_text, add_arguments = _VERBS[name]
+        add_arguments(verbs.add_parser(name, help=help_text, formatter_class=_Formatter))
+    return parser
 
-    run = verbs.add_parser("run", help="play in real time (the service)")
+
+def _run_arguments(run: argparse.ArgumentParser) -> None:
     _playing(run)
     run.add_argument("--simulate", action="store_true",
                      help="simulated hardware: null audio, simulated MIDI and GPIO")
-    run.add_argument("--record", type=Path, metavar="FILE.wav", help="also write what is played to a file")
+    run.add_argument("--record", type=_path, metavar="FILE.wav", help="also write what is played to a file")
     run.add_argument("--seconds", type=_positive, metavar="N", help="stop after N seconds")
-    run.add_argument("--state-dir", type=Path, metavar="DIR",
+    run.add_argument("--state-dir", type=_path, metavar="DIR",
                      help="where presets and the last state live (default /var/lib/appliance or ~/.local/state)")
     run.add_argument("--safe-mode", action="store_true", help="start on factory defaults")
     run.add_argument("--no-socket", action="store_true", help="no control socket")
 
-    render = verbs.add_parser("render", help="render to a WAV file, faster than real time")
+
+def _render_arguments(render: argparse.ArgumentParser) -> None:
     _playing(render)
     render.add_argument("--seconds", type=_positive, required=True, metavar="N")
-    render.add_argument("--out", type=Path, required=True, metavar="FILE.wav")
+    render.add_argument("--out", type=_path, required=True, metavar="FILE.wav")
     render.add_argument("--seed", type=int, metavar="N", help="the generator's seed (same as --set seed=N)")
 
-    check = verbs.add_parser("check-config", help="check a config file without running")
-    check.add_argument("path", nargs="?", type=Path, help="default: the config run would use")
 
-    status = verbs.add_parser("status", help="what the running instrument is doing")
-    status.add_argument("--json", action="store_true")
-    verbs.add_parser("get", help="a parameter's value").add_argument("name")
-    set_ = verbs.add_parser("set", help="set a parameter")
-    set_.add_argument("name")
-    set_.add_argument("value")
-    verbs.add_parser("params", help="every parameter: value, range, default")
-    preset = verbs.add_parser("preset", help="save, load, list or delete presets")
-    preset.add_argument("action", choices=["save", "load", "list", "delete"])
-    preset.add_argument("name", nargs="?")
-    learn = verbs.add_parser("learn", help="map the next MIDI control moved to a parameter or action")
-    learn.add_argument("name")
-    verbs.add_parser("reload", help="apply the changed config file (also: SIGHUP)")
-    verbs.add_parser("midi", help="MIDI devices and mappings")
-    logs = verbs.add_parser("logs", help="the instrument's recent log")
-    logs.add_argument("-n", "--lines", type=int, default=100)
+def _installing(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", type=_path, default="/", help="install under this root (default /)")
+    parser.add_argument("--name", default="appliance", help="service, user and directory name")
 
-    for name, help_text in (("install", "install as a service (as root)"), ("uninstall", "undo install (as root)")):
-        installing = verbs.add_parser(name, help=help_text)
-        installing.add_argument("--root", type=Path, default=Path("/"), help="install under this root (default /)")
-        installing.add_argument("--name", default="appliance", help="service, user and directory name")
-        if name == "uninstall":
-            installing.add_argument("--purge", action="store_true", help="also remove config, state and the user")
-    return parser
+
+def _uninstalling(parser: argparse.ArgumentParser) -> None:
+    _installing(parser)
+    parser.add_argument("--purge", action="store_true", help="also remove config, state and the user")
+
+
+def _status_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true")
+
+
+def _logs_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-n", "--lines", type=int, default=100)
+
+
+def _positionals(*names: str, **options: Any) -> Callable[[argparse.ArgumentParser], None]:
+    def add(parser: argparse.ArgumentParser) -> None:
+        for name in names:
+            parser.add_argument(name, **options.get(name, {}))
+    return add
 
 
 def _playing(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, metavar="PATH",
+    parser.add_argument("--config", type=_path, metavar="PATH",
                         help="config file (default: config/appliance.toml)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="sets",
                         help="set a parameter at start (repeatable)")
-    parser.add_argument("--scenario", type=Path, metavar="FILE.toml", help="script the simulated hardware")
-    parser.add_argument("--report", type=Path, metavar="FILE.json", help="write a report at exit")
+    parser.add_argument("--scenario", type=_path, metavar="FILE.toml", help="script the simulated hardware")
+    parser.add_argument("--report", type=_path, metavar="FILE.json", help="write a report at exit")
+
+
+class _Formatter(argparse.HelpFormatter):
+    """argparse's help, sized by os rather than shutil: argparse makes a formatter for every
+    argument added, and shutil costs a quick verb 2.5 ms at start."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        if width is None:
+            try:
+                width = os.get_terminal_size(sys.stdout.fileno()).columns
+            except (OSError, ValueError):
+                width = int(os.environ.get("COLUMNS", 80))
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
+def _path(text: str) -> Path:
+    from pathlib import Path  # not at the top: pathlib costs a quick verb 4 ms at start
+
+    return Path(text)
 
 
 def _positive(text: str) -> float:
@@ -143,3 +179,45 @@ def _positive(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError("must be a number above 0")
     return value
+
+
+class _Formatter(argparse.HelpFormatter):
+    """argparse's help, sized by os rather than shutil: argparse makes a formatter for every
+    argument added, and shutil costs a quick verb 2.5 ms at start."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        if width is None:
+            try:
+                width = os.get_terminal_size(sys.stdout.fileno()).columns
+            except (OSError, ValueError):
+                width = int(os.environ.get("COLUMNS", 80))
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
+def _path(text: str) -> Path:
+    from pathlib import Path  # not at the top: pathlib costs a quick verb 4 ms at start
+
+    return Path(text)
+
+
+_VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
+    "run": ("play in real time (the service)", _run_arguments),
+    "render": ("render to a WAV file, faster than real time", _render_arguments),
+    "check-config": ("check a config file without running",
+                     _positionals("path", path={"nargs": "?", "type": _path,
+                                                "help": "default: the config run would use"})),
+    "status": ("what the running instrument is doing", _status_arguments),
+    "get": ("a parameter's value", _positionals("name")),
+    "set": ("set a parameter", _positionals("name", "value")),
+    "params": ("every parameter: value, range, default", _positionals()),
+    "preset": ("save, load, list or delete presets",
+               _positionals("action", "name", action={"choices": ["save", "load", "list", "delete"]},
+                            name={"nargs": "?"})),
+    "learn": ("map the next MIDI control moved to a parameter or action", _positionals("name")),
+    "reload": ("apply the changed config file (also: SIGHUP)", _positionals()),
+    "midi": ("MIDI devices and mappings", _positionals()),
+    "logs": ("the instrument's recent log", _logs_arguments),
+    "install": ("install as a service (as root)", _installing),
+    "uninstall": ("undo install (as root)", _uninstalling),
+}

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
                             realtime_priority=settings.engine.realtime_priority)
     service = Service(ServiceOptions(
         config_path=path, state_dir=args.state_dir or paths.default_state_dir(),
-        socket=None if args.no_socket else (args.socket or paths.default_socket()),
+        socket=None if args.no_socket else (Path(args.socket) if args.socket else paths.default_socket()),
         output=output, simulate=choice.simulated, overrides=overrides, scenario=scenario,
         record=args.record, seconds=args.seconds, force_safe=args.safe_mode))
 
