@@ -15,7 +15,8 @@ the same script measures any checkout: `--tree DIR` runs the package from DIR
    "control-loop", ...); otherwise the loop is the main thread and Csound's
    thread is the busiest other one.  Two conditions, one after the other (the
    box has few cores): "default" and "busy" (density 1, 180 BPM).
-2. Commands.  While the default condition plays (after its CPU window),
+2. Commands.  The tree is compiled to bytecode first (as an install is).
+   While the default condition plays (after its CPU window),
    `python -m appliance get tempo` against `python -c pass`, alternated, and
    the console script `appliance get tempo` if it is next to the interpreter.
 
@@ -447,6 +448,10 @@ def main(argv: list[str] | None = None) -> int:
     if not (tree / "appliance").is_dir():
         parser.error(f"{tree} has no appliance package")
     env = {**os.environ, "PYTHONPATH": str(tree)}
+    # measure the package as installed, from bytecode: with PYTHONDONTWRITEBYTECODE (set on
+    # some machines) a checkout would be compiled again at every start
+    subprocess.run([args.python, "-m", "compileall", "-q", str(tree / "appliance")], check=False,
+                   capture_output=True, timeout=300)
 
     report: dict[str, Any] = {
         "label": args.label,
