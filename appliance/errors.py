@@ -44,8 +44,14 @@ class Problem:
 class ConfigError(ApplianceError, ValueError):
     """A configuration or scenario file is wrong; holds every problem found."""
 
+    MAX_PROBLEMS = 50         # a hostile file must not print megabytes: the first ones say enough
+
     def __init__(self, problems: list[Problem]) -> None:
-        self.problems = list(problems)
+        self.problems = list(problems[: self.MAX_PROBLEMS])
+        if len(problems) > self.MAX_PROBLEMS:
+            first = problems[0]
+            self.problems.append(Problem(first.path, None, None,
+                                         f"... and {len(problems) - self.MAX_PROBLEMS} more problems"))
         super().__init__("\n".join(str(p) for p in self.problems))
 
 

@@ -7,7 +7,9 @@ A wheel carries copies of them in appliance/_data/ (see pyproject.toml).
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from pathlib import Path
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -71,3 +73,26 @@ def default_state_dir() -> Path:
         return system
     base = os.environ.get("XDG_STATE_HOME")
     return (Path(base) if base else Path.home() / ".local" / "state") / "appliance"
+
+
+def read_regular(path: Path, limit: int) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes, or OSError saying why not.
+
+    A config or an orchestra can name anything: /dev/zero would be read for
+    ever and a FIFO would block the start.  Open without blocking, look at
+    what it is, and read no more than the limit.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        if info.st_size > limit:
+            raise OSError(errno.EFBIG, f"larger than {limit // 1024} KiB", str(path))
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:                      # it grew while we read
+        raise OSError(errno.EFBIG, f"larger than {limit // 1024} KiB", str(path))
+    return data

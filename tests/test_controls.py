@@ -64,6 +64,28 @@ def test_tap_tempo_from_a_button_counts_the_press():
     assert rig["tempo"] == 120.0
 
 
+def test_quick_taps_shorter_than_the_bounce_time_all_count():
+    """10 ms contacts: each release falls inside the 20 ms bounce window of its press.
+    Fed alone (nothing polls between) and with the loop's polls, four taps give 120 BPM."""
+    for polled in (False, True):
+        rig = Rig(tempo=90)
+        for i in range(4):
+            at = 1.0 + 0.5 * i
+            rig.feed(ButtonEdge("tap", True, at), ButtonEdge("tap", False, at + 0.01))
+            if polled:
+                rig.poll(at + 0.1)
+        assert rig["tempo"] == 120.0
+
+
+def test_a_quick_tap_on_a_button_with_a_long_action_is_a_short_press():
+    rig = Rig()
+    rig.feed(ButtonEdge("play", True, 1.0), ButtonEdge("play", False, 1.008))
+    assert rig.controls.next_deadline() == pytest.approx(1.02)    # the loop wakes to settle it
+    rig.poll(1.05)
+    rig.poll(2.0)                                                 # long after: no long press
+    assert [a.name for a in rig.actions] == ["start_stop"]
+
+
 def test_tap_tempo_from_a_midi_note():
     rig = Rig(Mapping(kind="note", number=36, action="tap_tempo"), tempo=90)
     for i in range(4):

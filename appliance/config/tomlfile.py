@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from appliance import paths
 from appliance.errors import ConfigError, Problem
+
+MAX_BYTES = 256 * 1024      # a config or a scenario is a few KiB; a larger file is a mistake or an attack
 
 _AT_LINE = re.compile(r"\(at line (\d+), column (\d+)\)")
 _ARRAY_TABLE = re.compile(r"^\s*\[\[\s*([^\]]+?)\s*\]\]")
@@ -73,18 +76,23 @@ class TomlFile:
     @classmethod
     def read(cls, path: Path) -> TomlFile:
         try:
-            text = path.read_text(encoding="utf-8")
+            text = paths.read_regular(path, MAX_BYTES).decode("utf-8")
         except FileNotFoundError:
             raise ConfigError([Problem(str(path), None, None, "no such file")]) from None
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError([Problem(str(path), None, None, f"cannot read: {exc}")]) from None
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise ConfigError([Problem(str(path), None, None, f"cannot read: {why}")]) from None
         return cls.parse(text, path)
 
     @classmethod
     def parse(cls, text: str, path: Path) -> TomlFile:
         try:
             data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
+        except RecursionError:
+            raise ConfigError([Problem(str(path), None, None, "TOML nested too deeply")]) from None
+        except ValueError as exc:            # tomllib's own errors, and numbers too long to convert
+            if not isinstance(exc, tomllib.TOMLDecodeError):
+                raise ConfigError([Problem(str(path), None, None, f"TOML value refused: {exc}")]) from None
             message = str(exc)
             at = _AT_LINE.search(message)
             line = int(at.group(1)) if at else None

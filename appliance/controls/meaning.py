@@ -64,10 +64,11 @@ class _EncoderState:
 
 @dataclass
 class _ButtonState:
-    pressed: bool = False
+    pressed: bool = False             # the accepted state
     since: float = float("-inf")
-    edge: float = float("-inf")
+    edge: float = float("-inf")       # when the accepted state last changed
     long_fired: bool = False
+    level: bool = False               # the contact's latest level, bounce or not
 
 
 @dataclass
@@ -110,6 +111,10 @@ class Controls:
         """Effects that come with time: long presses, the followed MIDI clock."""
         effects: list[Effect] = []
         for name, state in self._button_state.items():
+            if state.level != state.pressed and now - state.edge >= BOUNCE_BUTTON:
+                # the contact settled on the other level within the bounce time of the last
+                # edge (a tap shorter than 20 ms): that is a real edge, taken now
+                effects += self._settle(name, state, now)
             config = self.buttons[name]
             held = state.pressed and now - state.since >= config.hold
             if held and config.long_action and not state.long_fired:
@@ -125,9 +130,11 @@ class Controls:
         return effects
 
     def next_deadline(self) -> float | None:
-        """When poll() next has something to do without any input: a long press coming due."""
+        """When poll() next has something to do without any input: a long press coming due,
+        or a contact that has settled on a level the bounce filter has not taken yet."""
         due = [state.since + self.buttons[name].hold for name, state in self._button_state.items()
                if state.pressed and not state.long_fired and self.buttons[name].long_action]
+        due += [state.edge + BOUNCE_BUTTON for state in self._button_state.values() if state.level != state.pressed]
         return min(due, default=None)
 
     def release_device(self, port: str) -> None:
@@ -197,9 +204,26 @@ class Controls:
         if config is None:
             return []
         state = self._button_state.setdefault(event.name, _ButtonState())
-        if event.pressed == state.pressed or event.time - state.edge < BOUNCE_BUTTON:
+        state.level = event.pressed
+        if event.time - state.edge < BOUNCE_BUTTON:
             self.ignored_bounces += 1
             return []
+        effects: list[Effect] = []
+        if event.pressed == state.pressed:
+            if not event.pressed:
+                return []                      # released twice: nothing new
+            # pressed again while taken as held: the release between came within the bounce
+            # time of the press (a quick tap) and no poll settled it yet
+            effects += self._accept(config, state, ButtonEdge(event.name, False, event.time))
+        return effects + self._accept(config, state, event)
+
+    def _settle(self, name: str, state: _ButtonState, now: float) -> list[Effect]:
+        config = self.buttons.get(name)
+        if config is None:
+            return []
+        return self._accept(config, state, ButtonEdge(name, state.level, now))
+
+    def _accept(self, config: ButtonConfig, state: _ButtonState, event: ButtonEdge) -> list[Effect]:
         state.pressed, state.edge = event.pressed, event.time
         source = f"button {event.name}"
         if config.action == "shift":

@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from appliance import paths
 from appliance.errors import OrchestraError
+
+MAX_BYTES = 1024 * 1024     # orchestras are text; the default one is 6 KiB
 
 # instruments an orchestra must define (see orchestras/default.orc)
 REQUIRED_INSTRUMENTS = ("Click", "Lead", "Bass", "Pad", "Perc", "Fx")
@@ -78,9 +81,10 @@ class Orchestra:
     @classmethod
     def load(cls, path: Path) -> Orchestra:
         try:
-            text = path.read_text(encoding="utf-8")
+            text = paths.read_regular(path, MAX_BYTES).decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise OrchestraError(str(path), None, f"cannot read the orchestra: {exc}") from None
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise OrchestraError(str(path), None, f"cannot read the orchestra: {why}") from None
         return cls(path, text)
 
     def compose(self, layout: ClockLayout) -> Composed:

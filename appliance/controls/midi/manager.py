@@ -21,7 +21,9 @@ from appliance.controls.midi.backends import InputPort, MidiBackend, OutputPort
 
 log = logging.getLogger("appliance.controls.midi")
 
-_FAILURES = (SystemError, RuntimeError, OSError)
+# what rtmidi raises when a subsystem or a port is not there: InvalidPortError (a ValueError)
+# when a port vanishes between listing and opening; any of them means "try again later"
+_FAILURES = (SystemError, RuntimeError, OSError, ValueError)
 
 
 RETRY_SECONDS = 10.0     # a port that would not open is tried again after this long
