@@ -57,6 +57,10 @@ def default_socket() -> Path:
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     if runtime:
         return Path(runtime) / "appliance" / "control.sock"
+    # not /tmp: another local user could take that name first and keep this one out
+    private = default_state_dir() / "control.sock"
+    if len(str(private)) < 100:           # a Unix socket's path has room for 107 bytes
+        return private
     return Path(f"/tmp/appliance-{os.getuid()}") / "control.sock"
 
 

@@ -122,6 +122,15 @@ def test_relative_encoders(mode, up, down):
     assert desk["tempo"] == 300            # clamped at the parameter's top
 
 
+@pytest.mark.parametrize("name,ticks,expected", [("swing", 4, 52.0), ("swing", -4, 50.0), ("density", 10, 0.65),
+                                                 ("hits", 3, 8)])
+def test_relative_encoders_move_every_parameter_without_a_step(name, ticks, expected):
+    desk = Desk(Mapping(kind="cc", number=31, param=name, mode="relative-twos"))
+    for _ in range(abs(ticks)):
+        desk.cc(31, 1 if ticks > 0 else 127)
+    assert desk[name] == pytest.approx(expected)
+
+
 def test_14_bit_pairs():
     desk = Desk(Mapping(kind="cc14", number=1, param="density"))
     desk.cc(1, 0x40)                       # MSB alone counts until an LSB has been seen

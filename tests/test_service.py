@@ -402,3 +402,52 @@ def test_the_threads_say_what_they_are(box):
     """`ps -L -o comm` tells Csound's thread, the loop and the inputs apart."""
     names = {(task / "comm").read_text().strip() for task in Path(f"/proc/{box.process.pid}/task").iterdir()}
     assert {"csound", "control-loop", "control-socket", "midi-scan"} <= names
+
+
+LEARNED = {"kind": "cc", "number": 40, "param": "reverb", "mode": "pickup", "channel": None, "device": None,
+           "action": None, "low": None, "high": None, "curve": "linear", "step": None, "lsb": None,
+           "feedback": False}
+
+
+def test_safe_mode_keeps_the_knobs_and_leaving_it_brings_the_setup_back(tmp_path):
+    from appliance.service import state
+
+    (tmp_path / "state").mkdir()
+    state.save(tmp_path / "state" / "state.json", "state", {"params": {"tempo": 133}, "learned": [LEARNED]})
+    config = GOOD_CONFIG + "[midi]\nbackend = 'sim'\n[[midi.map]]\ncc = 7\nparam = 'volume'\n"
+    box = Box(tmp_path, config=config, extra=("--safe-mode",))
+    assert box.ok("get", "tempo") == "100.0 BPM"                     # factory music ...
+    knobs = box.ok("midi")
+    assert "number=7, param=volume" in knobs and "number=40" in knobs   # ... and the same knobs
+    time.sleep(0.3)
+    assert "safe mode" in json.loads(box.ok("status", "--json"))["last_error"]
+    assert "left safe mode" in box.ok("reload")
+    assert box.ok("get", "tempo") == "133.0 BPM"                     # the saved setup is back
+    status = json.loads(box.ok("status", "--json"))
+    assert status["safe_mode"] is False and status["last_error"] is None
+    box.stop()
+    saved = state.load(tmp_path / "state" / "state.json", "state").data
+    assert saved["params"]["tempo"] == 133.0 and saved["learned"][0]["number"] == 40
+
+
+def test_safe_mode_never_writes_over_the_saved_setup(tmp_path):
+    from appliance.service import state
+
+    (tmp_path / "state").mkdir()
+    state.save(tmp_path / "state" / "state.json", "state", {"params": {"tempo": 133}, "learned": [LEARNED]})
+    box = Box(tmp_path, extra=("--safe-mode",))
+    box.ok("set", "tempo", "90")
+    box.stop()
+    saved = state.load(tmp_path / "state" / "state.json", "state").data
+    assert saved["params"] == {"tempo": 133} and saved["learned"][0]["param"] == "reverb"
+
+
+def test_a_clean_stop_ends_a_crash_loop(tmp_path):
+    for _ in range(3):
+        Box(tmp_path).kill()
+    looping = Box(tmp_path)
+    assert json.loads(looping.ok("status", "--json"))["safe_mode"] is True
+    looping.stop()                                                   # a clean stop
+    again = Box(tmp_path)
+    assert json.loads(again.ok("status", "--json"))["safe_mode"] is False
+    again.stop()

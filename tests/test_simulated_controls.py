@@ -140,19 +140,19 @@ def test_a_flood_of_midi_never_grows_a_queue_nor_disturbs_the_sound(tmp_path):
     instrument.open(RealtimeOutput(backend="null", realtime_priority=0))
     instrument.perform(take)
     sim = instrument.hardware.sim()
-    longest = [0]
+    longest, sent = [0], [0]
 
     def flood() -> None:
         time.sleep(0.5)
         end = time.monotonic() + 2.5
-        i = 0
         while time.monotonic() < end:
             for _ in range(50):
-                sim.send("Knobs", bytes([0xB0, 22, i % 128]))
-                i += 1
+                sim.send("Knobs", bytes([0xB0, 22, sent[0] % 128]))
+                sent[0] += 1
             longest[0] = max(longest[0], len(instrument.inbox))
-            time.sleep(0.005)              # 50 messages per 5 ms: 10,000 per second
+            time.sleep(0.005)              # 50 messages per 5 ms: up to 10,000 per second
         sim.send("Knobs", bytes([0xB0, 22, 127]))
+        sent[0] += 1
 
     thread = threading.Thread(target=flood)
     thread.start()
@@ -162,7 +162,8 @@ def test_a_flood_of_midi_never_grows_a_queue_nor_disturbs_the_sound(tmp_path):
         thread.join()
         instrument.close()
     report = instrument.report()
-    assert report["controls"]["received"] > 20000
+    # every message sent arrived (however many this machine could send: a flood, not a speed test)
+    assert sent[0] > 1000 and report["controls"]["received"] == sent[0]
     assert longest[0] <= 4096
     assert report["late_notes"] == 0 and report["xruns"] == 0
     assert report["params"]["brightness"] == 1.0

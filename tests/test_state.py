@@ -75,10 +75,11 @@ def test_kill_9_during_saves_never_loses_an_acknowledged_save(tmp_path):
     for _ in range(25):
         saver = subprocess.Popen([sys.executable, "-c", SAVER, str(path), str(acknowledged)],
                                  stdout=subprocess.PIPE, text=True)
-        time.sleep(rng.uniform(0.05, 0.3))
+        first = saver.stdout.readline()                    # it has saved once, however slow this machine
+        time.sleep(rng.uniform(0.0, 0.25))
         saver.send_signal(signal.SIGKILL)
         out, _ = saver.communicate()
-        lines = out.split()
+        lines = (first + out).split()
         acknowledged = int(lines[-1]) if lines else acknowledged
         loaded = state.load(path, "preset")
         if acknowledged == 0 and loaded.data is None and loaded.problem is None:
@@ -86,7 +87,7 @@ def test_kill_9_during_saves_never_loses_an_acknowledged_save(tmp_path):
         assert loaded.data is not None, loaded.problem
         assert loaded.data["version"] >= acknowledged     # never older than what was reported saved
         acknowledged = loaded.data["version"]
-    assert acknowledged > 25
+    assert acknowledged >= 25                            # each round saved at least once
 
 
 def test_boot_log_finds_a_crash_loop(tmp_path):
@@ -106,7 +107,7 @@ def test_presets_round_trip_and_refuse_hostile_names(tmp_path):
     loaded, problems = presets.load("Night drive")
     assert loaded["tempo"] == 133.0 and loaded["scale"] == 3.0 and problems == []
     assert presets.names() == ["Night drive"]
-    for bad in ("", "../../etc/passwd", "a/b", ".hidden", "x" * 41, "new\nline", "p.json.prev"):
+    for bad in ("", "../../etc/passwd", "a/b", ".hidden", "x" * 41, "new\nline", "p.json.prev", "trailing\n"):
         with pytest.raises(PresetError):
             presets.save(bad, values)
     assert presets.delete("Night drive") and presets.names() == []
@@ -121,3 +122,38 @@ def test_a_preset_from_an_older_version_keeps_what_it_can(tmp_path):
     assert values == {"density": 0.3}
     assert len(problems) == 2 and "tempo must be within 20..300 BPM" in problems[0]
     assert json.loads((tmp_path / "old.json").read_text())["schema"] == 1
+
+
+@pytest.mark.parametrize("params", [[1, 2], "tempo=120", 5])
+def test_a_last_state_of_the_wrong_shape_falls_back_to_the_previous_copy(tmp_path, params):
+    from appliance.service.last_state import LastState
+
+    path = tmp_path / "state.json"
+    state.save(path, "state", {"params": {"tempo": 133}, "learned": []})           # becomes .prev
+    state.save(path, "state", {"params": params, "learned": []})                 # a good checksum, a bad shape
+    problems: list[str] = []
+    values, learned = LastState(path, problems.append).load()
+    assert values == {"tempo": 133.0} and learned == []
+    assert any("wrong shape" in p for p in problems)
+
+
+@pytest.mark.parametrize("starts", [[1], {"at": "x"}, [{"at": "x", "ok": False}], "never"])
+def test_a_boot_log_of_the_wrong_shape_is_reported_not_fatal(tmp_path, starts):
+    path = tmp_path / "boots.json"
+    state.save(path, "boots", {"starts": starts})
+    looping, problem = BootLog(path).start(now=1000)
+    assert looping is False and "wrong shape" in problem
+    assert BootLog(path).start(now=1001) == (False, None)         # written afresh, readable again
+
+
+def test_a_learned_mapping_for_an_unknown_parameter_is_left_out(tmp_path):
+    from appliance.service.last_state import LastState
+
+    path = tmp_path / "state.json"
+    state.save(path, "state", {"params": {}, "learned": [
+        {"kind": "cc", "number": 40, "param": "wobble", "mode": "pickup"},
+        {"kind": "cc", "number": 41, "param": "reverb", "mode": "pickup"}]})
+    problems: list[str] = []
+    _, learned = LastState(path, problems.append).load()
+    assert [m.param for m in learned] == ["reverb"]
+    assert any("unknown parameter 'wobble'" in p for p in problems)

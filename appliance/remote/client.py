@@ -7,6 +7,7 @@ adds nothing this needs and costs a quick verb 3 ms at every start.
 from __future__ import annotations
 
 import json
+import time
 
 try:
     import _socket as sockets
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 MAX_ANSWER = 16 * 1024 * 1024    # a status or log answer is far smaller
+CONNECT_RETRY_SECONDS = 2.0
 
 
 class NotRunning(ApplianceError, ConnectionError):
@@ -29,20 +31,45 @@ class NotRunning(ApplianceError, ConnectionError):
 
 def request(path: Path | str, command: dict[str, Any], timeout: float = 20.0) -> dict[str, Any]:
     """Send one request and return the response (raises NotRunning, ApplianceError)."""
-    sock = sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM)
+    sock = _connect(str(path), timeout)
     try:
-        sock.settimeout(timeout)
-        _connect(sock, str(path))
         sock.sendall((json.dumps(command) + "\n").encode())
         line = _read_line(sock, timeout)
+    except OSError as exc:
+        raise ApplianceError(f"the connection to the instrument failed: {exc.strerror or exc}") from None
     finally:
         sock.close()
     if not line:
         raise ApplianceError("the instrument closed the connection without answering")
-    return json.loads(line)
+    try:
+        answer = json.loads(line)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        raise ApplianceError(f"the instrument answered something that is not an answer: {line[:80]!r}")
+    return answer
 
 
-def _connect(sock: Any, path: str) -> None:
+def _connect(path: str, timeout: float) -> Any:
+    """A connected socket; a full listen queue (many clients at once) is waited out briefly."""
+    deadline = time.monotonic() + min(timeout, CONNECT_RETRY_SECONDS)
+    while True:
+        sock = sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            _connect_once(sock, path)
+            return sock
+        except BlockingIOError:            # EAGAIN: the server's backlog is full right now
+            sock.close()
+            if time.monotonic() >= deadline:
+                raise ApplianceError(f"the instrument is too busy to answer on {path}; try again") from None
+            time.sleep(0.01)
+        except BaseException:
+            sock.close()
+            raise
+
+
+def _connect_once(sock: Any, path: str) -> None:
     try:
         sock.connect(path)
     except FileNotFoundError:
@@ -52,6 +79,10 @@ def _connect(sock: Any, path: str) -> None:
     except PermissionError:
         raise ApplianceError(f"not allowed to use {path}: run as the appliance user, "
                              "or join its group (sudo adduser $USER appliance)") from None
+    except BlockingIOError:
+        raise
+    except OSError as exc:
+        raise ApplianceError(f"cannot reach the instrument on {path}: {exc.strerror or exc}") from None
 
 
 def _read_line(sock: Any, timeout: float) -> bytes:

@@ -26,9 +26,15 @@ class BootLog:
     def start(self, now: float | None = None) -> tuple[bool, str | None]:
         """Record this start; (crash loop?, problem reading the log)."""
         now = time.time() if now is None else now
-        loaded = state.load(self.path, "boots")
+        loaded = state.load(self.path, "boots", _shape)
         starts = list((loaded.data or {}).get("starts", []))
-        recent = [s for s in starts if now - s.get("at", 0) <= self.window and not s.get("ok")]
+        # unfinished starts in the window, since the last one that went well: a clean stop
+        # or a good run ends a crash loop at once, not when the window has passed
+        recent = []
+        for previous in reversed(starts):
+            if previous["ok"] or now - previous["at"] > self.window:
+                break
+            recent.append(previous)
         looping = len(recent) >= self.failures
         self._starts = [*starts[-(KEEP - 1):], {"at": now, "ok": False}]
         state.save(self.path, "boots", {"starts": self._starts})
@@ -39,3 +45,12 @@ class BootLog:
         if getattr(self, "_starts", None) and not self._starts[-1]["ok"]:
             self._starts[-1]["ok"] = True
             state.save(self.path, "boots", {"starts": self._starts})
+
+
+def _shape(data: dict) -> None:
+    starts = data.get("starts", [])
+    state.require(isinstance(starts, list), "starts is not a list")
+    for start in starts:
+        state.require(isinstance(start, dict) and isinstance(start.get("at"), (int, float))
+                      and not isinstance(start.get("at"), bool) and isinstance(start.get("ok"), bool),
+                      "a start is not {at: time, ok: true/false}")

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from appliance.controls.midi.mapping import ACTIONS as MIDI_ACTIONS
 from appliance.controls.midi.mapping import Mapping
 from appliance.params import PARAMETERS
 from appliance.service import state
@@ -28,7 +29,7 @@ class LastState:
 
     def load(self) -> tuple[dict[str, float], list[Mapping]]:
         """The values and learned mappings saved last; what cannot be read is reported and skipped."""
-        loaded = state.load(self.path, "state")
+        loaded = state.load(self.path, "state", _shape)
         if loaded.problem:
             self.report(f"last state: {loaded.problem}")
         data = loaded.data or {}
@@ -38,9 +39,9 @@ class LastState:
         learned = []
         for raw in data.get("learned", []):
             try:
-                learned.append(Mapping(**raw))
-            except TypeError as exc:
-                self.report(f"last state: a learned mapping is unreadable ({exc})")
+                learned.append(_learned(raw))
+            except (TypeError, ValueError) as exc:
+                self.report(f"last state: a learned mapping is unreadable ({exc}); left out")
         self._saved = _document(values, learned)
         return values, learned
 
@@ -69,3 +70,22 @@ class LastState:
 
 def _document(values: dict[str, float], learned: list[Mapping]) -> dict[str, Any]:
     return {"params": PARAMETERS.external(values), "learned": [vars(m).copy() for m in learned]}
+
+
+def _shape(data: dict[str, Any]) -> None:
+    state.require(isinstance(data.get("params", {}), dict), "params is not a table")
+    learned = data.get("learned", [])
+    state.require(isinstance(learned, list) and all(isinstance(m, dict) for m in learned),
+                  "learned is not a list of mappings")
+
+
+def _learned(raw: dict[str, Any]) -> Mapping:
+    """A mapping saved by an older version: it must still name something that exists."""
+    mapping = Mapping(**raw)
+    if mapping.param is not None and mapping.param not in PARAMETERS:
+        raise ValueError(f"it names the unknown parameter {mapping.param!r}")
+    if mapping.action is not None and mapping.action not in MIDI_ACTIONS:
+        raise ValueError(f"it names the unknown action {mapping.action!r}")
+    if mapping.param is None and mapping.action is None:
+        raise ValueError("it maps to nothing")
+    return mapping

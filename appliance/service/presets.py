@@ -27,7 +27,7 @@ class Presets:
         self.registry = registry
 
     def path(self, name: str) -> Path:
-        if not _NAME.match(name) or name.endswith((".prev", ".tmp")):
+        if not _NAME.fullmatch(name) or name.endswith((".prev", ".tmp")):
             raise PresetError(f"a preset name is 1..40 letters, digits, spaces or _.+- "
                               f"(starting with a letter or digit), got {name!r}")
         return self.directory / f"{name}.json"
@@ -39,7 +39,7 @@ class Presets:
     def load(self, name: str) -> tuple[dict[str, float], list[str]]:
         """(values, problems): the preset's parameters, checked against the registry."""
         path = self.path(name)
-        loaded = state.load(path, "preset")
+        loaded = state.load(path, "preset", _shape)
         if loaded.data is None:
             raise PresetError(loaded.problem or f"no preset {name!r}")
         problems = [loaded.problem] if loaded.problem else []
@@ -52,7 +52,7 @@ class Presets:
             return []
         found = {p.name[: -len(".json")] for p in self.directory.glob("*.json")}
         found |= {p.name[: -len(".json.prev")] for p in self.directory.glob("*.json.prev")}
-        return sorted(n for n in found if _NAME.match(n))
+        return sorted(n for n in found if _NAME.fullmatch(n))
 
     def delete(self, name: str) -> bool:
         path = self.path(name)
@@ -60,6 +60,10 @@ class Presets:
         if existed:
             state.remove(path)
         return existed
+
+
+def _shape(data: dict) -> None:
+    state.require(isinstance(data.get("params", {}), dict), "params is not a table")
 
 
 class PresetRecall:

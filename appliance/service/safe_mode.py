@@ -4,6 +4,12 @@ Decided once, before any sound, from: a crash loop in the boot log, an
 invalid config, the safe-mode button held at power-on, an orchestra that
 does not compile, or `--safe-mode`.  Whatever the reason the instrument
 plays; it says why in the log, the status and the report.
+
+Safe mode means factory *music*: parameters and the default orchestra.  The
+controls stay: a config that parses keeps its audio, MIDI and GPIO
+sections, and learned mappings come back from the last state, so the
+musician's knobs still work.  Nothing saved is written over while in safe
+mode; leaving it (a reload) brings the saved setup back.
 """
 
 from __future__ import annotations
@@ -56,19 +62,23 @@ def decide(config_path: Path | None, state_dir: Path, boots: BootLog, *, force: 
                               "did not finish (a crash loop)")
     if force:
         start.enter_safe_mode("asked for (--safe-mode)")
-    if not start.safe_mode:
-        try:
-            start.config = config_module.load(config_path)
-        except ConfigError as exc:
-            for problem in exc.problems:
-                start.error(f"config: {problem}")
-            start.enter_safe_mode("the config is invalid")
+    parsed: Config | None = None
+    try:
+        parsed = config_module.load(config_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            start.error(f"config: {problem}")
+        start.enter_safe_mode("the config is invalid")
+    if parsed is not None:
+        start.config = parsed
     if not start.safe_mode and _safe_button_held(safe_pin, simulate):
         start.enter_safe_mode(f"the safe-mode button (GPIO {safe_pin}) was held at start")
     if not start.safe_mode and not _orchestra_compiles(start):
         start.enter_safe_mode("the orchestra does not compile")
     if start.safe_mode:
-        start.config = Config()                  # factory defaults
+        # factory music, not a dead control surface: a config that parses keeps its MIDI and GPIO
+        start.config = Config() if parsed is None else \
+            Config(source=parsed.source, audio=parsed.audio, midi=parsed.midi, gpio=parsed.gpio)
     return start
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from appliance import config as config_module
 from appliance.config.scenario import Scenario
-from appliance.controls.inbox import Command, LoadPreset, Reload, Reply
+from appliance.controls.inbox import Command, LoadPreset, Reload, Reply, SetParam
 from appliance.engine.engine import RealtimeOutput
 from appliance.engine.rtprio import lock_memory, start_thread
 from appliance.errors import ApplianceError
@@ -72,6 +72,7 @@ class Service:
         self._instrument: Instrument | None = None
         self._early_errors: list[str] = []
         self._good = False
+        self._errors_before = 0                     # errors up to here are not shown as the last one
 
     # -- start ---------------------------------------------------------------------
 
@@ -85,7 +86,9 @@ class Service:
         self.safe_mode, self.reasons, self.persist = start.safe_mode, start.reasons, start.persist
         self.config = start.config
         self.last_state.enabled = self.persist and not self.safe_mode
-        values, learned = ({}, []) if self.safe_mode else self.last_state.load()
+        values, learned = self.last_state.load()
+        if self.safe_mode:
+            values = {}                             # factory music; the learned knobs stay
         instrument = Instrument(self.config, {**values, **options.overrides}, options.scenario,
                                 simulate=options.simulate)
         instrument.safe_mode = self.safe_mode
@@ -125,9 +128,10 @@ class Service:
                 self.server.start()
             except SocketInUse:
                 raise
-            except OSError as exc:
+            except (ApplianceError, OSError) as exc:     # it plays without its socket, and says why
                 self.server = None
-                instrument.warn(f"control socket {self.options.socket} not available: {exc}")
+                instrument.error(f"control socket {self.options.socket} not available: {exc}; "
+                                 "playing without it")
 
     def run(self, on_status: Any = None) -> None:
         """Run the control loop on a thread of its own, named so `ps -L` tells it apart,
@@ -180,6 +184,17 @@ class Service:
             self._instrument.safe_mode = True
         self.error(f"safe mode: {reason}")
 
+    def _leave_safe_mode(self) -> None:
+        """Back to the musician's setup: the last state saved before safe mode (never written
+        over during it) comes back, and saving resumes."""
+        instrument = self.instrument
+        self.safe_mode = instrument.safe_mode = False
+        values, _ = self.last_state.load()
+        for name, value in values.items():
+            instrument.submit(SetParam(name, value, "last state"))    # after the config's own
+        self.last_state.enabled = self.persist
+        self._errors_before = len(instrument.errors)     # status: the safe-mode errors are history
+
     def _good_after(self, now: float) -> float:
         if now - self.started < GOOD_AFTER:
             return self.started + GOOD_AFTER
@@ -203,10 +218,8 @@ class Service:
         changed = self.instrument.reconfigure(new)
         self.config = new
         if self.safe_mode:
-            self.safe_mode = False
-            self.instrument.safe_mode = False
-            self.last_state.enabled = self.persist
-            changed.append("left safe mode")
+            self._leave_safe_mode()
+            changed.append("left safe mode (the saved setup is back)")
         log.info("reloaded %s: %s", self.options.config_path, ", ".join(changed) or "nothing changed")
         return changed
 
@@ -224,7 +237,7 @@ class Service:
             "cpu_percent": round(stats.cpu_percent, 1), "temperature_c": temperature(),
             "uptime_s": round(time.monotonic() - self.started, 1),
             "safe_mode": self.safe_mode, "safe_mode_reasons": list(self.reasons),
-            "last_error": instrument.errors[-1] if instrument.errors else None,
+            "last_error": instrument.errors[-1] if len(instrument.errors) > self._errors_before else None,
             "audio": instrument.driver.name if instrument.driver else None,
             "orchestra": str(instrument.orchestra),
             "midi": stats.midi, "midi_devices": sorted(instrument.hardware.midi.inputs),

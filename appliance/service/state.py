@@ -17,13 +17,22 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from appliance import paths
 from appliance.service.atomic import fsync_directory, write_bytes
 
 SCHEMA = 1
+MAX_BYTES = 4 * 1024 * 1024      # presets and the last state are a few KiB
+
+
+def require(condition: bool, what: str) -> None:
+    """For shape checks: ValueError(what) unless condition holds."""
+    if not condition:
+        raise ValueError(f"wrong shape: {what}")
 
 
 @dataclass(frozen=True)
@@ -68,13 +77,20 @@ def save(path: Path, kind: str, data: dict[str, Any]) -> None:
     write_bytes(path, raw, mode=0o640)
 
 
-def load(path: Path, kind: str) -> Loaded:
-    """The file's data, or its previous copy's if it is missing or damaged."""
+def load(path: Path, kind: str, shape: Callable[[dict[str, Any]], None] | None = None) -> Loaded:
+    """The file's data, or its previous copy's if it is missing or damaged.
+
+    `shape` checks what the data holds (ValueError if it is not what this
+    version writes): a file with a good checksum can still hold the wrong
+    shape, written by another version or by hand.
+    """
     problems = []
     for candidate in (path, _previous(path)):
         try:
-            return Loaded(decode(candidate.read_bytes(), kind),
-                          None if not problems else f"{'; '.join(problems)}; using {candidate.name}")
+            data = decode(paths.read_regular(candidate, MAX_BYTES), kind)
+            if shape is not None:
+                shape(data)
+            return Loaded(data, None if not problems else f"{'; '.join(problems)}; using {candidate.name}")
         except FileNotFoundError:
             if candidate == path and _previous(path).exists():
                 problems.append(f"{path} is missing")

@@ -389,4 +389,6 @@ def _relative_ticks(mode: str, value: int) -> int:
 def _relative_step(m: Mapping, spec) -> float:  # type: ignore[no-untyped-def]
     if m.step is not None:
         return m.step
-    return spec.step if spec.step >= 1 else (spec.maximum - spec.minimum) / 200
+    # 200 ticks end to end, but never less than the parameter's own step, which would round
+    # every tick away (swing moves in 0.5 % steps: 25 % / 200 would never move it)
+    return max(spec.step, (spec.maximum - spec.minimum) / 200)
