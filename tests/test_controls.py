@@ -305,3 +305,19 @@ def test_followed_clock_sets_the_tempo_and_transport():
     ignoring = Rig(tempo=90)
     ignoring.feed(MidiEvent("Drum machine 16:0", bytes([0xFA]), 1.0))
     assert ignoring.actions == []
+
+
+def test_a_mapping_to_an_unknown_parameter_is_counted_not_fatal():
+    rig = Rig(Mapping(kind="cc", number=40, param="wobble"), Mapping(kind="cc", number=41, param="reverb"))
+    rig.feed(MidiEvent("Knobs", bytes([0xB0, 40, 100]), 1.0), MidiEvent("Knobs", bytes([0xB0, 41, 127]), 1.0))
+    assert rig["reverb"] == 1.0 and rig.controls.router.invalid == 1
+
+
+def test_unlearn_forgets_only_what_was_learned_to_that_name():
+    rig = Rig(Mapping(kind="cc", number=7, param="volume"))
+    for name, cc in (("reverb", 40), ("echo", 41), ("reverb", 42)):
+        rig.controls.router.learning = name
+        rig.feed(MidiEvent("Knobs", bytes([0xB0, cc, 0]), 1.0))
+    assert rig.controls.unlearn("reverb") == 2
+    assert sorted(m.param for m in rig.controls.router.mappings) == ["echo", "volume"]
+    assert [m.param for m in rig.controls.learned] == ["echo"]

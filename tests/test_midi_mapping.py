@@ -229,3 +229,25 @@ def test_random_bytes_never_crash_the_router():
         desk.send(*[rng.randrange(256) for _ in range(rng.randrange(5))])
     assert desk.router.invalid > 1000
     assert 60 <= desk["tempo"] <= 180
+
+
+def test_a_learned_mapping_follows_its_device_across_a_replug():
+    desk = Desk(reverb=0.0)
+    desk.router.learning = "reverb"
+    before = "a2j:nanoKONTROL2 [20] (capture): nanoKONTROL2 MIDI 1"
+    desk.cc(40, 64, port=before)
+    learned = desk.router.mappings[-1]
+    after = "a2j:nanoKONTROL2 [24] (capture): nanoKONTROL2 MIDI 1"    # plugged again: a new number
+    assert learned.accepts(after, 1)
+    desk.cc(40, 127, port=after)
+    assert desk["reverb"] == 1.0
+    assert not learned.accepts("a2j:Other [24] (capture): Other MIDI 1", 1)
+
+
+def test_learning_a_control_the_config_maps_takes_it_over():
+    desk = Desk(Mapping(kind="cc", number=21, param="density"), tempo=100, density=0.5)
+    desk.router.learning = "tempo"
+    desk.cc(21, 64)                          # the learning move
+    desk.cc(21, 127)
+    assert desk["tempo"] == 300 and desk["density"] == 0.5        # one knob, one parameter
+    assert [m.param for m in desk.router.mappings] == ["tempo"]

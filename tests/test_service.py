@@ -451,3 +451,20 @@ def test_a_clean_stop_ends_a_crash_loop(tmp_path):
     again = Box(tmp_path)
     assert json.loads(again.ok("status", "--json"))["safe_mode"] is False
     again.stop()
+
+
+def test_learn_can_be_cancelled_and_a_learned_mapping_unlearned(tmp_path):
+    from appliance.service import state
+
+    (tmp_path / "state").mkdir()
+    state.save(tmp_path / "state" / "state.json", "state", {"params": {}, "learned": [LEARNED]})
+    box = Box(tmp_path)
+    assert "number=40" in box.ok("midi")
+    box.ok("learn", "tempo")
+    assert box.ok("learn", "--cancel") == "stopped learning tempo"
+    assert box.ok("learn", "--cancel") == "was not learning"
+    assert box.ok("unlearn", "reverb") == "forgot 1 learned mapping(s) to reverb"
+    assert "number=40" not in box.ok("midi")
+    assert box.cli("unlearn", "wobble").returncode == 2
+    box.stop()
+    assert state.load(tmp_path / "state" / "state.json", "state").data["learned"] == []

@@ -87,8 +87,20 @@ def preset(args: argparse.Namespace) -> int:
 
 
 def learn(args: argparse.Namespace) -> int:
+    if args.cancel == (args.name is not None):
+        raise ParamError("learn needs a NAME, or --cancel")
+    if args.cancel:
+        result = _ask(args, cmd="learn", cancel=True)
+        print(f"stopped learning {result['cancelled']}" if result["cancelled"] else "was not learning")
+        return EXIT_OK
     result = _ask(args, cmd="learn", name=args.name)
     print(f"learning {result['learning']}: {result['hint']}")
+    return EXIT_OK
+
+
+def unlearn(args: argparse.Namespace) -> int:
+    result = _ask(args, cmd="unlearn", name=args.name)
+    print(f"forgot {result['unlearned']} learned mapping(s) to {result['name']}")
     return EXIT_OK
 
 

@@ -153,6 +153,11 @@ def _status_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true")
 
 
+def _learn_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", nargs="?")
+    parser.add_argument("--cancel", action="store_true", help="stop learning")
+
+
 def _logs_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-n", "--lines", type=int, default=100)
 
@@ -213,7 +218,8 @@ _VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "preset": ("save, load, list or delete presets",
                _positionals("action", "name", action={"choices": ["save", "load", "list", "delete"]},
                             name={"nargs": "?"})),
-    "learn": ("map the next MIDI control moved to a parameter or action", _positionals("name")),
+    "learn": ("map the next MIDI control moved to a parameter or action", _learn_arguments),
+    "unlearn": ("forget the learned mappings to a parameter or action", _positionals("name")),
     "reload": ("apply the changed config file (also: SIGHUP)", _positionals()),
     "midi": ("MIDI devices and mappings", _positionals()),
     "logs": ("the instrument's recent log", _logs_arguments),

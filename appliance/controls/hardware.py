@@ -130,7 +130,7 @@ class Hardware:
         """Mappings learned earlier (the last state, or before a reload) take effect again."""
         for mapping in mappings:
             self.router.add(mapping)
-            self.controls.learned.append(mapping)
+            self.controls.remember(mapping)
 
     def status(self) -> dict[str, Any]:
         return {

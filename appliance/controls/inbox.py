@@ -112,7 +112,15 @@ class Action:
 
 @dataclass(frozen=True)
 class Learn:
-    """Map the next MIDI control moved to a parameter or an action."""
+    """Map the next MIDI control moved to a parameter or an action (None: stop learning)."""
+
+    name: str | None
+    reply: Reply | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Unlearn:
+    """Forget the learned mappings to a parameter or an action."""
 
     name: str
     reply: Reply | None = field(default=None, compare=False)
@@ -132,7 +140,7 @@ class Reload:
     reply: Reply | None = field(default=None, compare=False)
 
 
-Command = SetParam | Action | Learn | LoadPreset | Reload
+Command = SetParam | Action | Learn | Unlearn | LoadPreset | Reload
 
 
 class Inbox:

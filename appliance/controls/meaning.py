@@ -27,6 +27,8 @@ from appliance.controls.gpio import ButtonConfig, EncoderConfig
 from appliance.controls.inbox import Action, ButtonEdge, EncoderStep, InputEvent, MidiEvent, SetParam
 from appliance.controls.midi.clock import ClockFollower
 from appliance.controls.midi.mapping import Learned, ParamSet, Realtime, Router, Trigger
+from appliance.controls.midi.mapping import Mapping as LearnedMapping
+from appliance.errors import ParamError
 from appliance.params import Registry
 
 log = logging.getLogger("appliance.controls")
@@ -101,11 +103,28 @@ class Controls:
 
         effects: list[Effect] = []
         for event in events:
-            for effect in self._one(event, current):
+            try:
+                produced = self._one(event, current)
+            except ParamError as exc:        # a mapping that names what no longer exists
+                self.router.invalid += 1
+                log.warning("%s: %s", event, exc)
+                continue
+            for effect in produced:
                 if isinstance(effect, SetParam):
                     pending[effect.name] = effect.value
                 effects.append(effect)
         return effects
+
+    def remember(self, mapping: LearnedMapping) -> None:
+        """Keep a learned mapping (for the last state); one it takes a control over from goes."""
+        self.learned = [m for m in self.learned if not mapping.shadows(m)] + [mapping]
+
+    def unlearn(self, name: str) -> int:
+        """Forget the learned mappings to a parameter or action; how many there were."""
+        gone = [m for m in self.learned if name in (m.param, m.action)]
+        self.learned = [m for m in self.learned if m not in gone]
+        self.router.remove(gone)
+        return len(gone)
 
     def poll(self, now: float, value_of: Callable[[str], float]) -> list[Effect]:
         """Effects that come with time: long presses, the followed MIDI clock."""
@@ -161,7 +180,7 @@ class Controls:
                 else:
                     effects += self._action(routed.action, routed.argument, f"MIDI {event.port}", event.time)
             elif isinstance(routed, Learned):
-                self.learned.append(routed.mapping)
+                self.remember(routed.mapping)
                 log.info("learned: %s", routed.mapping)
             elif isinstance(routed, Realtime):
                 effects += self._clock(routed.kind, event)

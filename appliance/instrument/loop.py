@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from appliance.controls.inbox import Action, Command, Learn, SetParam
+from appliance.controls.inbox import Action, Command, Learn, SetParam, Unlearn
 from appliance.errors import ApplianceError, ParamError
 from appliance.params import PARAMETERS
 
@@ -39,7 +39,7 @@ class ControlLoop:
     def __init__(self, instrument: Instrument) -> None:
         self.instrument = instrument
         self.handlers: dict[type, Callable[[Any], Any]] = {
-            SetParam: self._set, Action: self._act, Learn: self._learn}
+            SetParam: self._set, Action: self._act, Learn: self._learn, Unlearn: self._unlearn}
         self.actions: dict[str, Callable[[Action], None]] = {
             "start": self._transport, "continue": self._transport, "stop": self._transport,
             "start_stop": self._transport, "click": self._click}
@@ -149,9 +149,13 @@ class ControlLoop:
     def _click(self, action: Action) -> None:
         self._set(SetParam("click", 1.0 - self.instrument.params.get("click"), action.source))
 
-    def _learn(self, command: Learn) -> dict[str, str]:
-        self.instrument.hardware.router.learning = command.name
-        return {"learning": command.name}
+    def _learn(self, command: Learn) -> dict[str, str | None]:
+        router = self.instrument.hardware.router
+        previous, router.learning = router.learning, command.name
+        return {"learning": command.name, "was": previous}
+
+    def _unlearn(self, command: Unlearn) -> int:
+        return self.instrument.hardware.controls.unlearn(command.name)
 
     # -- applying --------------------------------------------------------------------------
 

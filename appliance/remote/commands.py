@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from appliance.controls.inbox import Learn, LoadPreset, Reload, SetParam
+from appliance.controls.inbox import Learn, LoadPreset, Reload, SetParam, Unlearn
 from appliance.controls.midi.mapping import ACTIONS as MIDI_ACTIONS
 from appliance.errors import ApplianceError, ParamError
 from appliance.params import PARAMETERS, suggest
@@ -29,7 +29,8 @@ class Commands:
         self.api = api
         self._verbs: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "status": self.status, "get": self.get, "set": self.set, "params": self.params,
-            "preset": self.preset, "learn": self.learn, "reload": self.reload, "midi": self.midi,
+            "preset": self.preset, "learn": self.learn, "unlearn": self.unlearn, "reload": self.reload,
+            "midi": self.midi,
             "logs": self.logs,
         }
 
@@ -87,12 +88,22 @@ class Commands:
         raise ApplianceError(f"preset needs save, load, list or delete, got {action!r}")
 
     def learn(self, request: dict[str, Any]) -> dict[str, Any]:
+        if request.get("cancel") is True:
+            was = self.api.submit(Learn(None), ANSWER_SECONDS)["was"]
+            return {"learning": None, "cancelled": was}
         name = _text(request, "name")
         if name not in PARAMETERS and name not in MIDI_ACTIONS:
             raise ParamError(f"learn needs a parameter or an action, got {name!r}"
                              f"{suggest(name, [*PARAMETERS.specs, *MIDI_ACTIONS])}")
         self.api.submit(Learn(name), ANSWER_SECONDS)
         return {"learning": name, "hint": "move a control (or press a pad) on a MIDI device"}
+
+    def unlearn(self, request: dict[str, Any]) -> dict[str, Any]:
+        name = _text(request, "name")
+        if name not in PARAMETERS and name not in MIDI_ACTIONS:
+            raise ParamError(f"unlearn needs a parameter or an action, got {name!r}"
+                             f"{suggest(name, [*PARAMETERS.specs, *MIDI_ACTIONS])}")
+        return {"unlearned": self.api.submit(Unlearn(name), ANSWER_SECONDS), "name": name}
 
     def reload(self, request: dict[str, Any]) -> dict[str, Any]:
         return {"changed": self.api.submit(Reload(), RELOAD_SECONDS)}

@@ -61,7 +61,25 @@ class Mapping:
     def accepts(self, port: str, channel: int) -> bool:
         if self.channel is not None and self.channel != channel:
             return False
-        return self.device is None or self.device.lower() in port.lower()
+        # by the port's name without the numbers a re-plug changes ("[20]" -> "[24]")
+        return self.device is None or device_key(self.device).lower() in device_key(port).lower()
+
+    def numbers(self) -> set[int]:
+        """The controller (or note, NRPN, program) numbers this mapping listens to."""
+        found = {self.number} if self.number is not None else set()
+        if self.lsb_number is not None:
+            found.add(self.lsb_number)
+        return found
+
+    def shadows(self, other: Mapping) -> bool:
+        """True if this mapping (a learned one) takes over a control `other` also listens to."""
+        kinds = {self.kind, other.kind}
+        same_kind = len(kinds) == 1 or kinds == {"cc", "cc14"}
+        same_number = bool(self.numbers() & other.numbers()) or (other.number is None and self.kind == other.kind)
+        same_channel = other.channel is None or self.channel is None or other.channel == self.channel
+        same_device = other.device is None or self.device is None or \
+            device_key(other.device).lower() in device_key(self.device).lower()
+        return same_kind and same_number and same_channel and same_device
 
     def describe(self) -> dict[str, Any]:
         """The fields that say something (for status, the socket and the saved state)."""
@@ -165,10 +183,13 @@ class Router:
         self._uses_nrpn = any(m.kind == "nrpn" for m in self.mappings)
 
     def add(self, mapping: Mapping) -> None:
-        """Add a mapping, replacing any with the same source."""
-        same = [m for m in self.mappings if (m.kind, m.number, m.channel, m.device)
-                == (mapping.kind, mapping.number, mapping.channel, mapping.device)]
-        self.replace([m for m in self.mappings if m not in same] + [mapping])
+        """Add a (learned) mapping; it takes over its control from every mapping that listened to
+        it, so one knob never moves two things."""
+        self.replace([m for m in self.mappings if not mapping.shadows(m)] + [mapping])
+
+    def remove(self, mappings: Iterable[Mapping]) -> None:
+        gone = list(mappings)
+        self.replace([m for m in self.mappings if m not in gone])
 
     # -- routing -----------------------------------------------------------
 
