@@ -80,3 +80,33 @@ def test_render_cli_reports_and_refuses_bad_values(tmp_path):
     assert not (tmp_path / "y.wav").exists()
     audio, _ = read_wav(tmp_path / "x.wav")
     assert len(audio) >= 48000
+
+
+RINGING = {"density": 1, "length": 8, "pad": 1, "reverb": 1, "echo": 1, "volume": 0, "tempo": 120}
+
+
+def _dbfs(signal) -> float:
+    rms = float(np.sqrt(np.mean(np.square(signal)))) if signal.size else 0.0
+    return -np.inf if rms == 0 else 20 * np.log10(rms)
+
+
+def test_a_panic_silences_voices_and_tails_within_50_ms_without_a_click(render):
+    panic = render(4, RINGING, scenario="[[event]]\nat = 2.0\ntransport = 'panic'\n")
+    stop = render(4, RINGING, scenario="[[event]]\nat = 2.0\ntransport = 'stop'\n")
+    sr = panic.sample_rate
+    at = 2 * sr
+    assert _dbfs(stop.audio[at + sr // 20:]) > -60                 # a musical stop rings on ...
+    assert _dbfs(panic.audio[at + sr // 20:]) < -80                 # ... a panic is silent 50 ms later
+    assert np.max(np.abs(panic.audio[at + sr // 20:])) < 10 ** (-80 / 20)
+    # the fade is no steeper than the music itself: no click
+    steps = np.abs(np.diff(panic.audio, axis=0))
+    assert steps[at:at + sr // 20].max() <= steps[at - sr // 2:at].max()
+    assert panic.report["transport"] == "stopped"
+
+
+def test_after_a_panic_start_plays_again(render):
+    result = render(4, {**RINGING, "reverb": 0, "echo": 0},
+                    scenario="[[event]]\nat = 1.0\ntransport = 'panic'\n[[event]]\nat = 2.0\ntransport = 'start'\n")
+    sr = result.sample_rate
+    assert _dbfs(result.audio[int(1.05 * sr):int(1.9 * sr)]) < -80
+    assert _dbfs(result.audio[int(3.0 * sr):]) > -40

@@ -104,6 +104,28 @@ def unlearn(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def start(args: argparse.Namespace) -> int:
+    return _transport(args, "start")
+
+
+def stop(args: argparse.Namespace) -> int:
+    return _transport(args, "stop", now=args.now)
+
+
+def continue_(args: argparse.Namespace) -> int:
+    return _transport(args, "continue")
+
+
+def panic(args: argparse.Namespace) -> int:
+    return _transport(args, "panic")
+
+
+def _transport(args: argparse.Namespace, verb: str, **options: bool) -> int:
+    print({"start": "playing from the next bar", "continue": "playing on",
+           "stop": "stopped (notes ring out)", "panic": "silenced"}[_ask(args, cmd=verb, **options)["transport"]])
+    return EXIT_OK
+
+
 def reload(args: argparse.Namespace) -> int:
     changed = _ask(args, cmd="reload")["changed"]
     print("reloaded: " + (", ".join(changed) if changed else "nothing changed"))

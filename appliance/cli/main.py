@@ -73,7 +73,7 @@ def _verb(name: str) -> Verb:
         return getattr(play, name.replace("-", "_"))
     from appliance.cli import control
 
-    return getattr(control, name)
+    return getattr(control, "continue_" if name == "continue" else name)
 
 
 # -- the parser ---------------------------------------------------------------------
@@ -153,6 +153,10 @@ def _status_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true")
 
 
+def _stop_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--now", action="store_true", help="silence at once (a panic)")
+
+
 def _learn_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", nargs="?")
     parser.add_argument("--cancel", action="store_true", help="stop learning")
@@ -220,6 +224,10 @@ _VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
                             name={"nargs": "?"})),
     "learn": ("map the next MIDI control moved to a parameter or action", _learn_arguments),
     "unlearn": ("forget the learned mappings to a parameter or action", _positionals("name")),
+    "start": ("start playing on the next bar", _positionals()),
+    "stop": ("stop playing (notes ring out; --now: silence at once)", _stop_arguments),
+    "continue": ("play on from where it stopped", _positionals()),
+    "panic": ("stop and silence everything within 10 ms", _positionals()),
     "reload": ("apply the changed config file (also: SIGHUP)", _positionals()),
     "midi": ("MIDI devices and mappings", _positionals()),
     "logs": ("the instrument's recent log", _logs_arguments),

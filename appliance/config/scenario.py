@@ -22,6 +22,7 @@ Actions:
     plug = "Device name"               plug a simulated MIDI device in
     unplug = "Device name"             ... and out
     learn = "tempo"                    learn mode: the next control moved maps to it
+    transport = "stop"                 start, stop, continue, start_stop, or panic (silence now)
 
 Events happen in time order (file order for equal times).  The whole file is
 checked when it is loaded, every problem reported with its line.
@@ -129,6 +130,18 @@ def _check_device(value: Any, where: str, source: TomlFile, registry: Registry,
     return value
 
 
+TRANSPORT = ("start", "stop", "continue", "start_stop", "panic")
+
+
+def _check_transport(value: Any, where: str, source: TomlFile, registry: Registry,
+                     problems: list[Problem]) -> str:
+    if value not in TRANSPORT:
+        problems.append(source.problem(where, f"transport must be one of {', '.join(TRANSPORT)}, got {value!r}"
+                                              f"{suggest(str(value), TRANSPORT)}"))
+        return ""
+    return value
+
+
 def _check_learn(value: Any, where: str, source: TomlFile, registry: Registry,
                  problems: list[Problem]) -> str:
     if not isinstance(value, str) or (value not in registry and value not in MIDI_ACTIONS):
@@ -140,7 +153,7 @@ def _check_learn(value: Any, where: str, source: TomlFile, registry: Registry,
 
 ACTIONS: dict[str, Checker] = {"set": _check_set, "encoder": _check_encoder, "button": _check_button,
                                "midi": _check_midi, "plug": _check_device, "unplug": _check_device,
-                               "learn": _check_learn}
+                               "learn": _check_learn, "transport": _check_transport}
 
 
 @dataclass(frozen=True)

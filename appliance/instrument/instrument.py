@@ -65,6 +65,7 @@ class Instrument:
         self.started_at: float | None = None   # wall time (epoch) the performance started
         self._orchestra_text = ""
         self._restarts = 0
+        self._panics = 0
         self._clock_out: ClockOutFeed | None = None
         self._final: tuple[reporting.Stats, dict[str, Any]] | None = None
 
@@ -143,6 +144,7 @@ class Instrument:
                 self.engine.set_channel(spec.name, self.params.get(spec.name))
         self.engine.set_channel("transport_from_bar", 1.0)
         self.engine.set_channel("transport", 1.0 if self.transport else 0.0)
+        self.engine.set_channel("panic", float(self._panics))
 
     def _sequencer(self) -> Sequencer:
         return Sequencer(self.generator, self.engine, lookahead=self.config.engine.lookahead_ms / 1000,
@@ -206,6 +208,13 @@ class Instrument:
         self._follow_clock_out()
         self.loop.tick()
         self.perform()
+
+    def panic(self) -> None:
+        """Stop, and silence everything within about 10 ms (a fade, no click): voices and
+        effect tails too.  The musical stop (set_transport) lets notes ring."""
+        self.set_transport(False)
+        self._panics += 1
+        self.engine.set_channel("panic", float(self._panics))
 
     def set_transport(self, play: bool, from_bar: bool = True) -> None:
         self.transport = play

@@ -42,7 +42,7 @@ class ControlLoop:
             SetParam: self._set, Action: self._act, Learn: self._learn, Unlearn: self._unlearn}
         self.actions: dict[str, Callable[[Action], None]] = {
             "start": self._transport, "continue": self._transport, "stop": self._transport,
-            "start_stop": self._transport, "click": self._click}
+            "start_stop": self._transport, "panic": self._panic, "click": self._click}
         self.jobs: list[tuple[Job, float]] = []
         self.wakes = 0
         self._pending: dict[str, SetParam] = {}
@@ -145,6 +145,9 @@ class ControlLoop:
         instrument = self.instrument
         play = action.name != "stop" and not (action.name == "start_stop" and instrument.transport)
         instrument.set_transport(play, from_bar=action.name in ("start", "start_stop"))
+
+    def _panic(self, action: Action) -> None:
+        self.instrument.panic()
 
     def _click(self, action: Action) -> None:
         self._set(SetParam("click", 1.0 - self.instrument.params.get("click"), action.source))

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from appliance.config.scenario import Event, Scenario, Timeline
-from appliance.controls.inbox import Learn, SetParam
+from appliance.controls.inbox import Action, Learn, SetParam
 from appliance.errors import ApplianceError
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ class ScenarioPlayer:
         self._actions: dict[str, Callable[[Event], None]] = {
             "set": self._set, "encoder": self._encoder, "detent": self._detent, "button": self._button,
             "release": self._release, "midi": self._midi, "plug": self._plug, "unplug": self._plug,
-            "learn": self._learn}
+            "learn": self._learn, "transport": self._transport}
 
     def play(self, audio_time: float) -> None:
         """Play every event due by `audio_time` (seconds of audio)."""
@@ -85,3 +85,6 @@ class ScenarioPlayer:
 
     def _learn(self, event: Event) -> None:
         self.instrument.inbox.submit(Learn(event.value))
+
+    def _transport(self, event: Event) -> None:
+        self.instrument.inbox.submit(Action(event.value, 0, "scenario", event.at))

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from appliance.controls.inbox import Learn, LoadPreset, Reload, SetParam, Unlearn
+from appliance.controls.inbox import Action, Learn, LoadPreset, Reload, SetParam, Unlearn
 from appliance.controls.midi.mapping import ACTIONS as MIDI_ACTIONS
 from appliance.errors import ApplianceError, ParamError
 from appliance.params import PARAMETERS, suggest
@@ -30,7 +30,8 @@ class Commands:
         self._verbs: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "status": self.status, "get": self.get, "set": self.set, "params": self.params,
             "preset": self.preset, "learn": self.learn, "unlearn": self.unlearn, "reload": self.reload,
-            "midi": self.midi,
+            "midi": self.midi, "start": self.transport, "stop": self.transport, "continue": self.transport,
+            "panic": self.transport,
             "logs": self.logs,
         }
 
@@ -104,6 +105,14 @@ class Commands:
             raise ParamError(f"unlearn needs a parameter or an action, got {name!r}"
                              f"{suggest(name, [*PARAMETERS.specs, *MIDI_ACTIONS])}")
         return {"unlearned": self.api.submit(Unlearn(name), ANSWER_SECONDS), "name": name}
+
+    def transport(self, request: dict[str, Any]) -> dict[str, Any]:
+        """start, stop (with "now": true, a panic), continue, panic."""
+        action = request["cmd"]
+        if action == "stop" and request.get("now") is True:
+            action = "panic"
+        self.api.submit(Action(action, 0, SOURCE, 0.0), ANSWER_SECONDS)
+        return {"transport": action}
 
     def reload(self, request: dict[str, Any]) -> dict[str, Any]:
         return {"changed": self.api.submit(Reload(), RELOAD_SECONDS)}
