@@ -70,5 +70,9 @@ class OrchestraError(ApplianceError, RuntimeError):
         super().__init__(f"{where}: {message}")
 
 
+class GpioError(ApplianceError, RuntimeError):
+    """The board's GPIO cannot be used."""
+
+
 class EngineError(ApplianceError, RuntimeError):
     """Csound could not be started or stopped as asked."""

@@ -201,3 +201,52 @@ def test_the_loop_wakes_at_once_for_a_command_while_it_sleeps():
         runner.join(30)
         instrument.close()
     assert not runner.is_alive()
+
+
+def test_gpio_that_cannot_start_says_the_real_reason(tmp_path):
+    """This machine has no GPIO: the report names why each pin library failed, not only
+    gpiozero's "unable to load any default pin factory"."""
+    path = tmp_path / "gpio.toml"
+    path.write_text("[midi]\nbackend = 'sim'\n[[gpio.encoder]]\nname = 'tempo'\npins = [17, 18]\nparam = 'tempo'\n")
+    from appliance import config
+    from appliance.controls.gpio import real_factory
+    from appliance.errors import GpioError
+
+    try:
+        real_factory().close()
+        pytest.skip("this board has GPIO")
+    except GpioError:
+        pass
+    instrument = Instrument(config.load(path), simulate=False)
+    instrument.open(FileOutput(tmp_path / "out.wav"))
+    instrument.close()
+    warning = next(w for w in instrument.report()["warnings"] if "GPIO unavailable" in w)
+    assert "no GPIO pin library works here" in warning and "Falling back from" in warning
+
+
+def test_the_audio_lag_shows_time_the_audio_did_not_compute():
+    """The null module never reports an underrun; the lag of the audio clock behind the wall
+    clock does show a stall of the audio engine, by the time it lasted."""
+    import time
+
+    instrument = Instrument(Config())
+    instrument.open(RealtimeOutput(backend="null", realtime_priority=0))
+    instrument.perform()
+    stop = threading.Event()
+    runner = threading.Thread(target=instrument.run, args=(None, stop))
+    runner.start()
+    try:
+        time.sleep(1.0)
+        assert instrument.audio_watch.stalls == 0
+        instrument.engine._thread.pause()
+        time.sleep(0.6)
+        instrument.engine._thread.play()
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        instrument.inbox.wake()
+        runner.join(30)
+        instrument.close()
+    report = instrument.report()
+    assert report["audio_stalls"] == 1 and report["audio_stall_worst_ms"] >= 400
+    assert report["xruns"] == 0                       # where the message count sees nothing

@@ -40,7 +40,7 @@ def test_every_problem_is_reported_with_its_line(tmp_path):
     with pytest.raises(ConfigError) as caught:
         Scenario.load(path)
     found = [str(p) for p in caught.value.problems]
-    actions = "set, encoder, button, midi, plug, unplug, learn"
+    actions = "set, encoder, button, midi, plug, unplug, learn, transport"
     assert found == [
         f"{path}:2: event[0].at: needs at = SECONDS (a number >= 0), got -1",
         f"{path}:6: event[1].sett: unknown action; did you mean 'set'?; actions: {actions}",

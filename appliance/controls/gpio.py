@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from appliance.controls.inbox import Inbox
+from appliance.errors import GpioError
 
 log = logging.getLogger("appliance.controls.gpio")
 
@@ -127,9 +128,19 @@ def _factory(simulate: bool):  # type: ignore[no-untyped-def]
 
 
 def real_factory():  # type: ignore[no-untyped-def]
-    """gpiozero's default pin factory (lgpio on a Pi 5); raises if the board has no GPIO."""
-    from gpiozero import Device
+    """gpiozero's default pin factory (lgpio on a Pi 5).
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")     # gpiozero warns for every factory it falls back from
-        return Device._default_pin_factory()
+    GpioError if none works, naming why each pin library failed (gpiozero
+    says only "unable to load any default pin factory"; the reason a person
+    needs, such as lgpio's PinUnknownPi, is in the warnings it gives on the way).
+    """
+    from gpiozero import Device
+    from gpiozero.exc import BadPinFactory
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            return Device._default_pin_factory()
+        except BadPinFactory as exc:
+            reasons = "; ".join(str(w.message) for w in caught) or str(exc)
+            raise GpioError(f"no GPIO pin library works here ({reasons})") from None

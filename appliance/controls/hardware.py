@@ -47,6 +47,7 @@ class Hardware:
         self.midi = MidiManager(self.backend, inbox, ignore=config.midi.ignore, wants_output=self._wants_output)
         self.gpio: Gpio | None = None
         self.gpio_status = "GPIO: none configured"
+        self.gpio_failed = False
         self.clock_out: ClockSender | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -85,6 +86,7 @@ class Hardware:
             kind = "simulated pins" if simulate else "pins"
             self.gpio_status = f"GPIO: {len(gpio.encoder)} encoders, {len(gpio.button)} buttons on {kind}"
         except Exception as exc:  # gpiozero raises its own errors for boards without GPIO
+            self.gpio_failed = True
             self.gpio_status = f"GPIO unavailable: {exc}; encoders and buttons are off"
             log.warning("%s", self.gpio_status)
 

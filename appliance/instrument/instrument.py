@@ -62,7 +62,9 @@ class Instrument:
         self.loop = ControlLoop(self)
         self.driver: Driver | None = None     # set by open(): real time or offline
         self.cpu = reporting.CpuMeter()
+        self.audio_watch = reporting.AudioWatch()
         self.started_at: float | None = None   # wall time (epoch) the performance started
+        self.performing_since: float | None = None   # ... on the monotonic clock (for the audio's lag)
         self._orchestra_text = ""
         self._restarts = 0
         self._panics = 0
@@ -83,6 +85,8 @@ class Instrument:
         self._open_engine(driver)
         self.inbox.clock = driver.clock(self)
         self.hardware.open(threaded=driver.threaded)
+        if self.hardware.gpio_failed:
+            self.warnings.append(self.hardware.gpio_status)
         self._follow_clock_out()
         self.loop.tick()
 
@@ -90,6 +94,7 @@ class Instrument:
         """Real time: start Csound's performance thread (recording if asked)."""
         self.engine.perform(record)
         self.started_at = time.time()
+        self.performing_since = time.monotonic()
         self.warnings += self.engine.warnings
 
     def run(self, seconds: float | None, stop: threading.Event,
@@ -233,6 +238,11 @@ class Instrument:
     def start_clock_out(self) -> None:
         if self.hardware.clock_out is not None and self.transport:
             self.hardware.clock_out.start()
+
+    def watch_audio(self, now: float) -> None:
+        lag = reporting.audio_lag_ms(self)
+        if lag is not None and self.audio_time() > 0:
+            self.audio_watch.observe(now, lag)
 
     def feed_clock_out(self, now: float) -> None:
         """Keep the MIDI clock sender on the beats Csound's clock publishes."""

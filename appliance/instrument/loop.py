@@ -75,6 +75,8 @@ class ControlLoop:
         self._apply()
         self._fill()
         instrument.feed_clock_out(now)
+        if instrument.threaded:
+            instrument.watch_audio(now)
         self._run_jobs()
         instrument.log_messages()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,17 +33,60 @@ class Stats:
     midi: str
     midi_devices: int
     safe_mode: bool
+    audio_lag_ms: float | None       # wall time minus audio time since playing began (real time)
 
 
 class CpuMeter:
-    """The process's CPU use since it was made, in percent of one core."""
+    """The process's CPU use over about the last `window` seconds, in percent of one core.
 
-    def __init__(self) -> None:
-        self._start = (time.monotonic(), _cpu_seconds())
+    Each reading is kept; the figure is taken against the newest reading at
+    least `window` old (before there is one, against the start).  Status is
+    read every few seconds (systemd's STATUS= line), so the window moves.
+    """
+
+    def __init__(self, window: float = 10.0) -> None:
+        self.window = window
+        self._readings: deque[tuple[float, float]] = deque([(time.monotonic(), _cpu_seconds())], maxlen=1000)
 
     def percent(self) -> float:
-        wall = max(1e-9, time.monotonic() - self._start[0])
-        return 100 * (_cpu_seconds() - self._start[1]) / wall
+        now, cpu = time.monotonic(), _cpu_seconds()
+        while len(self._readings) > 1 and now - self._readings[1][0] >= self.window:
+            self._readings.popleft()           # the second is old enough: the first is not needed
+        since, cpu_then = self._readings[0]
+        self._readings.append((now, cpu))
+        return 100 * (cpu - cpu_then) / max(1e-9, now - since)
+
+
+class AudioWatch:
+    """Stalls of the audio clock, seen from the control loop.
+
+    The lag of audio time behind wall time is about constant while all is
+    well.  A stall (an xrun, a paused or starved engine) raises it: the null
+    module then catches up, a sound card or JACK loses the time for good.
+    Either way a rise of more than STALL_MS above the lowest lag of the last
+    `window` seconds is one stall, counted once however long it lasts.
+    """
+
+    STALL_MS = 20.0
+
+    def __init__(self, window: float = 10.0) -> None:
+        self.window = window
+        self.stalls = 0
+        self.worst_ms = 0.0
+        self._lows: deque[tuple[float, float]] = deque()     # (when, lag), lags rising
+        self._stalled = False
+
+    def observe(self, now: float, lag_ms: float) -> None:
+        while self._lows and self._lows[-1][1] >= lag_ms:
+            self._lows.pop()
+        self._lows.append((now, lag_ms))
+        while self._lows[0][0] < now - self.window:
+            self._lows.popleft()
+        excess = lag_ms - self._lows[0][1]
+        self.worst_ms = max(self.worst_ms, excess)
+        if excess > self.STALL_MS and not self._stalled:
+            self.stalls += 1
+        self._stalled = excess > self.STALL_MS
 
 
 def stats(instrument: Instrument) -> Stats:
@@ -61,7 +105,21 @@ def stats(instrument: Instrument) -> Stats:
         midi=instrument.hardware.midi.status,
         midi_devices=len(instrument.hardware.midi.inputs),
         safe_mode=instrument.safe_mode,
+        audio_lag_ms=audio_lag_ms(instrument),
     )
+
+
+def audio_lag_ms(instrument: Instrument) -> float | None:
+    """How far the audio clock has fallen behind the wall clock since it started.
+
+    Honest where underrun messages are not: the null module never reports an
+    underrun, and a lost period of any module shows here as time the audio
+    did not compute.  About minus one output buffer when all is well (Csound
+    computes a buffer ahead of the device).
+    """
+    if instrument.performing_since is None:
+        return None
+    return round(1000 * (time.monotonic() - instrument.performing_since - instrument.audio_time()), 1)
 
 
 def report(instrument: Instrument, figures: Stats, controls: dict[str, Any]) -> dict[str, Any]:
@@ -71,6 +129,9 @@ def report(instrument: Instrument, figures: Stats, controls: dict[str, Any]) -> 
         "late_notes": figures.late_notes,
         "late_steps": figures.late_steps,
         "xruns": figures.xruns,
+        "audio_lag_ms": figures.audio_lag_ms,
+        "audio_stalls": instrument.audio_watch.stalls,
+        "audio_stall_worst_ms": round(instrument.audio_watch.worst_ms, 1),
         "dsp_faults": figures.dsp_faults,
         "safe_mode": instrument.safe_mode,
         "errors": list(instrument.errors),

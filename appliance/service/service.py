@@ -234,6 +234,7 @@ class Service:
             "tempo": round(stats.tempo, 2), "bar": bar + 1, "beat": beat + 1,
             "transport": "playing" if stats.running else "stopped",
             "notes": stats.notes, "late_notes": stats.late_notes, "xruns": stats.xruns,
+            "audio_lag_ms": stats.audio_lag_ms, "audio_stalls": instrument.audio_watch.stalls,
             "cpu_percent": round(stats.cpu_percent, 1), "temperature_c": temperature(),
             "uptime_s": round(time.monotonic() - self.started, 1),
             "safe_mode": self.safe_mode, "safe_mode_reasons": list(self.reasons),
