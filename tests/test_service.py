@@ -468,3 +468,36 @@ def test_learn_can_be_cancelled_and_a_learned_mapping_unlearned(tmp_path):
     assert box.cli("unlearn", "wobble").returncode == 2
     box.stop()
     assert state.load(tmp_path / "state" / "state.json", "state").data["learned"] == []
+
+
+def test_reload_refuses_an_orchestra_that_does_not_compile(box, tmp_path):
+    broken = tmp_path / "broken.orc"
+    broken.write_text("instr Lead\n  a1 oscili\nendin\n")
+    before = json.loads(box.ok("status", "--json"))
+    box.config.write_text(GOOD_CONFIG + f"\n[engine]\norchestra = '{broken}'\n")
+    refused = box.cli("reload")
+    assert refused.returncode != 0 and str(broken) in refused.stderr
+    after = json.loads(box.ok("status", "--json"))
+    assert after["orchestra"] == before["orchestra"] and after["transport"] == "playing"
+    time.sleep(0.5)
+    assert json.loads(box.ok("status", "--json"))["notes"] > after["notes"]    # it plays on
+
+
+def test_an_engine_restart_keeps_the_recording_the_counts_and_the_length(tmp_path):
+    orchestra = tmp_path / "mine.orc"
+    default = Path(__file__).resolve().parents[1] / "orchestras" / "default.orc"
+    orchestra.write_text(default.read_text().replace("ifreq = (iaccent == 1 ? 2000 : 1400)",
+                                                     "ifreq = (iaccent == 1 ? 2500 : 1800)"))
+    take = tmp_path / "take.wav"
+    box = Box(tmp_path, extra=("--seconds", "5", "--record", str(take)))
+    time.sleep(1.5)
+    notes_before = json.loads(box.ok("status", "--json"))["notes"]
+    box.config.write_text(GOOD_CONFIG + f"\n[engine]\norchestra = '{orchestra}'\n")
+    assert "engine restarted" in box.ok("reload")
+    box.process.communicate(timeout=60)                  # it stops by itself after 5 s of audio in all
+    report = json.loads(box.report.read_text())
+    assert 5.0 <= report["seconds"] < 6.0
+    assert report["notes"] > notes_before
+    import wave
+    with wave.open(str(take)) as recorded:
+        assert recorded.getnframes() >= 4.9 * 48000       # the whole run, not the part before the restart

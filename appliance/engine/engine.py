@@ -140,11 +140,12 @@ class Engine:
             self._destroy()
             raise
 
-    def perform(self, record: Path | None = None) -> None:
+    def perform(self, record: Path | WavRecorder | None = None) -> None:
         """Start performing in real time on Csound's own thread.
 
         With `record`, what is played is also written to a 24-bit WAV file,
-        from the first sample, by a Python thread (see recorder.py).
+        from the first sample, by a Python thread (see recorder.py); a
+        recorder detached from an engine before a restart goes on in its file.
         """
         if not isinstance(self._output, RealtimeOutput) or self._cs is None:
             raise EngineError("perform() needs an engine opened on a real-time output")
@@ -153,7 +154,11 @@ class Engine:
             # before the first k-cycle, so the file starts at the performance's first sample
             frames = RING_CYCLES * self.layout.ksmps
             cs.scoreEvent("i", [float(self._numbers["Recorder"]), 0.0, -1.0, float(frames)])
-            self._recorder = WavRecorder(record, self.layout.sample_rate, frames, self.channel, cs.table)
+            if isinstance(record, WavRecorder):
+                record.attach(frames, self.channel, cs.table)
+                self._recorder, record = record, None
+            else:
+                self._recorder = WavRecorder(record, self.layout.sample_rate, frames, self.channel, cs.table)
         priority = self._output.realtime_priority
         spawned = create_with_priority(lambda: ctcsound.CsoundPerformanceThread(cs.csound()), priority)
         self._thread = spawned.value
@@ -162,7 +167,7 @@ class Engine:
             self.warnings.append(spawned.warning)
             log.warning(spawned.warning)
         self._thread.play()
-        if self._recorder is not None:
+        if self._recorder is not None and record is not None:
             self._recorder.start()
 
     def perform_cycle(self) -> bool:
@@ -171,12 +176,18 @@ class Engine:
             raise EngineError("perform_cycle() needs an engine opened on a file output")
         return self._cs.performKsmps() == 0
 
-    def close(self) -> None:
-        """Stop performing and free Csound.  Safe to call twice."""
+    def close(self, keep_recording: bool = False) -> WavRecorder | None:
+        """Stop performing and free Csound.  Safe to call twice.  With keep_recording, the
+        recording is not finished but handed back, for the next engine to go on with."""
         if self._thread is not None:
             self._thread.stop()
             self._thread.join()
             self._thread = None
+        if keep_recording and self._recorder is not None:
+            kept, self._recorder = self._recorder, None
+            kept.detach()
+            self._destroy()
+            return kept
         if self._recorder is not None:
             self._recorder.stop()
             if self._recorder.frames_lost:
@@ -184,6 +195,7 @@ class Engine:
                           self._recorder.frames_lost)
             self._recorder = None
         self._destroy()
+        return None
 
     def __enter__(self) -> Engine:
         return self

@@ -48,11 +48,26 @@ class WavRecorder:
         self._wav.setnchannels(2)
         self._wav.setsampwidth(3)
         self._wav.setframerate(sample_rate)
+        self.sample_rate = sample_rate
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        self._stop.clear()
         self._thread = start_thread("recorder", self._loop)
+
+    def detach(self) -> None:
+        """The engine is about to go (a restart): take what it played, keep the file open."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self.drain()
+
+    def attach(self, frames: int, channel: Callable[[str], float], table: Callable[[int], np.ndarray]) -> None:
+        """Go on recording from a new engine (its ring counts from 0), in the same file."""
+        self.frames_written, self._ring, self._channel, self._table = 0, frames, channel, table
+        self.start()
 
     def stop(self) -> None:
         """Stop the thread (the engine must no longer be performing), write the rest, close."""

@@ -61,7 +61,7 @@ class RealtimeDriver:
             loop.tick()
             if on_tick is not None:
                 on_tick()
-            audio = instrument.audio_time()
+            audio = instrument.elapsed()
             if seconds is not None and audio >= seconds:
                 break
             if not instrument.engine.running:

@@ -21,8 +21,9 @@ from appliance.config.schema import Config
 from appliance.controls.hardware import Hardware
 from appliance.controls.inbox import Command, Inbox, SetParam
 from appliance.controls.midi.clock import ClockOutFeed
-from appliance.engine.engine import Engine, FileOutput, Output, RealtimeOutput
+from appliance.engine.engine import Engine, FileOutput, Output, RealtimeOutput, check_orchestra
 from appliance.engine.orchestra import Orchestra
+from appliance.engine.recorder import WavRecorder
 from appliance.errors import ApplianceError, OrchestraError
 from appliance.instrument import report as reporting
 from appliance.instrument.drivers import Driver, OfflineDriver, RealtimeDriver, driver_for
@@ -61,6 +62,7 @@ class Instrument:
         self.player = ScenarioPlayer(self, scenario)
         self.loop = ControlLoop(self)
         self.driver: Driver | None = None     # set by open(): real time or offline
+        self.carried = reporting.Carried()      # what engines before a restart did
         self.cpu = reporting.CpuMeter()
         self.audio_watch = reporting.AudioWatch()
         self.started_at: float | None = None   # wall time (epoch) the performance started
@@ -90,7 +92,7 @@ class Instrument:
         self._follow_clock_out()
         self.loop.tick()
 
-    def perform(self, record: Path | None = None) -> None:
+    def perform(self, record: Path | WavRecorder | None = None) -> None:
         """Real time: start Csound's performance thread (recording if asked)."""
         self.engine.perform(record)
         self.started_at = time.time()
@@ -162,6 +164,11 @@ class Instrument:
         possible; returns what changed.  Audio, clock or orchestra changes
         restart Csound (after a short fade), the rest applies live."""
         old, changed = self.config, []
+        orchestra_changed = new.orchestra_path() != old.orchestra_path() or \
+            Orchestra.load(new.orchestra_path()).text != self._orchestra_text
+        if orchestra_changed:
+            # refused before anything changes: the running orchestra plays on
+            check_orchestra(Orchestra.load(new.orchestra_path()), new.clock_layout())
         for name, value in new.params.items():
             if old.params.get(name) != value:
                 self.inbox.submit(SetParam(name, value, "reload"))
@@ -172,8 +179,6 @@ class Instrument:
         if old.engine.lookahead_ms != new.engine.lookahead_ms:
             self.sequencer.lookahead = new.engine.lookahead_ms / 1000
             changed.append("engine.lookahead_ms")
-        orchestra_changed = new.orchestra_path() != old.orchestra_path() or \
-            Orchestra.load(new.orchestra_path()).text != self._orchestra_text
         self.config = new
         if old.audio != new.audio or old.clock != new.clock or orchestra_changed or \
                 old.engine.realtime_priority != new.engine.realtime_priority:
@@ -198,7 +203,8 @@ class Instrument:
         self.engine.set_channel("volume", -90.0)     # fade out (20 ms) rather than click
         time.sleep(0.06)
         self.log_messages()
-        self.engine.close()
+        self.carried = reporting.carried(reporting.stats(self))
+        recording = self.engine.close(keep_recording=True)
         config = self.config
         self.driver = driver = RealtimeDriver(RealtimeOutput(
             backend=self.driver.output.backend, device=config.audio.device, buffer=config.audio.buffer,
@@ -212,7 +218,11 @@ class Instrument:
         self._open_engine(driver)
         self._follow_clock_out()
         self.loop.tick()
-        self.perform()
+        if recording is not None and recording.sample_rate != self.layout.sample_rate:
+            recording.stop()                         # one WAV file holds one sample rate
+            self.warn(f"the recording {recording.path} ends here: the sample rate changed")
+            recording = None
+        self.perform(recording)
 
     def panic(self) -> None:
         """Stop, and silence everything within about 10 ms (a fade, no click): voices and
@@ -254,7 +264,12 @@ class Instrument:
     # -- reading the clock -----------------------------------------------------------
 
     def audio_time(self) -> float:
+        """Seconds of audio the current engine has computed (0 again after a restart)."""
         return self.engine.channel("time_samples") / self.layout.sample_rate
+
+    def elapsed(self) -> float:
+        """Seconds of audio played in all, across engine restarts."""
+        return self.carried.seconds + self.audio_time()
 
     def clock_step(self) -> int:
         return int(self.engine.channel("clock_step"))

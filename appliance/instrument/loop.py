@@ -68,7 +68,7 @@ class ControlLoop:
         instrument = self.instrument
         self.wakes += 1
         now = instrument.inbox.clock()
-        instrument.player.play(instrument.audio_time())
+        instrument.player.play(instrument.elapsed())
         for command in instrument.inbox.take_commands():
             self.dispatch(command)
         self._inputs(now)

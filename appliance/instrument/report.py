@@ -89,17 +89,36 @@ class AudioWatch:
         self._stalled = excess > self.STALL_MS
 
 
+@dataclass(frozen=True)
+class Carried:
+    """What engines before a restart did: the counts go on across restarts."""
+
+    seconds: float = 0.0
+    beats: int = 0
+    notes: int = 0
+    late_notes: int = 0
+    late_steps: int = 0
+    xruns: int = 0
+    dsp_faults: int = 0
+
+
+def carried(figures: Stats) -> Carried:
+    return Carried(figures.seconds, figures.beats, figures.notes, figures.late_notes, figures.late_steps,
+                   figures.xruns, figures.dsp_faults)
+
+
 def stats(instrument: Instrument) -> Stats:
     channel = instrument.engine.channel
+    before = instrument.carried
     return Stats(
-        seconds=instrument.audio_time(),
+        seconds=before.seconds + instrument.audio_time(),
         tempo=channel("clock_tempo"),
-        beats=int(channel("clock_beats")),
-        notes=int(channel("notes")),
-        late_notes=int(channel("late_notes")) + instrument.sequencer.late_notes,
-        late_steps=int(channel("late_steps")),
-        xruns=instrument.engine.xruns,
-        dsp_faults=int(channel("dsp_faults")),
+        beats=before.beats + int(channel("clock_beats")),
+        notes=before.notes + int(channel("notes")),
+        late_notes=before.late_notes + int(channel("late_notes")) + instrument.sequencer.late_notes,
+        late_steps=before.late_steps + int(channel("late_steps")),
+        xruns=before.xruns + instrument.engine.xruns,
+        dsp_faults=before.dsp_faults + int(channel("dsp_faults")),
         cpu_percent=instrument.cpu.percent(),
         running=channel("clock_running") >= 0.5,
         midi=instrument.hardware.midi.status,

@@ -105,7 +105,7 @@ class Service:
         loop.handle(Reload, self._reload)
         for action in ("preset", "preset_next", "preset_prev"):
             loop.actions[action] = recall.step
-        loop.add_job(Notifier(instrument.audio_time, self.status_line))
+        loop.add_job(Notifier(instrument.elapsed, self.status_line))
         loop.add_job(self.last_state.job(lambda: (instrument.params.snapshot(), instrument.hardware.learned())))
         loop.add_job(self._good_after)
 
