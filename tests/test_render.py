@@ -8,7 +8,7 @@ import wave
 
 import numpy as np
 
-from appliance.engine.analysis import peak_dbfs, read_wav
+from appliance.engine.analysis import onsets, peak_dbfs, read_wav
 
 LOUDEST = {"volume": 0, "density": 1, "lead": 1, "bass": 1, "pad": 1, "perc": 1,
            "velocity": 1, "brightness": 1, "reverb": 1, "echo": 1, "click": 1, "click_level": 1,
@@ -110,3 +110,20 @@ def test_after_a_panic_start_plays_again(render):
     sr = result.sample_rate
     assert _dbfs(result.audio[int(1.05 * sr):int(1.9 * sr)]) < -80
     assert _dbfs(result.audio[int(3.0 * sr):]) > -40
+
+
+def test_a_generator_knob_is_heard_on_every_step_beyond_the_guard(render):
+    """Density 0 -> 1 at 3 s (120 BPM, sixteenths 125 ms apart): every step dispatched more than
+    40 ms after the change plays, counting the control pass (5.3 ms offline) as the change's time."""
+    from tests.conftest import PERC_ONLY, ideal_steps
+
+    params = {**PERC_ONLY, "density": 0, "tempo": 120}
+    for at in (3.0, 3.06, 3.1):
+        result = render(4, params, scenario=f"[[event]]\nat = {at}\nset = {{ density = 1 }}\n")
+        sr = result.sample_rate
+        heard = onsets(result.audio)
+        steps = ideal_steps(40, 120)
+        dispatch = steps - 2 * 64                              # the clock dispatches 2 k-cycles ahead
+        applied = at * sr + 256                                # the next control pass
+        due = steps[dispatch > applied + 0.04 * sr]
+        assert len(heard) and heard[0] <= round(due[0]) + 1, (at, heard[:2] / sr, due[0] / sr)

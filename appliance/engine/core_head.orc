@@ -207,6 +207,7 @@ instr Clock
   od
   kcycle += 1
   chnset gkNextStep, "clock_step"
+  chnset kpos - 2 * ksmps, "clock_step_dispatch"   ; the sample at which that step is dispatched
   chnset 60 * sr / kbeatLen, "clock_tempo"
   chnset 1 - kstopped, "clock_running"
   chnset krestarts, "clock_restarts"

@@ -274,6 +274,11 @@ class Instrument:
     def clock_step(self) -> int:
         return int(self.engine.channel("clock_step"))
 
+    def next_step_due(self) -> float:
+        """Seconds until the clock dispatches its next step (negative: stopped, or now)."""
+        samples = self.engine.channel("clock_step_dispatch") - self.engine.channel("time_samples")
+        return samples / self.layout.sample_rate
+
     def clock_restarted(self) -> bool:
         """True once each time the clock jumps (the transport started again on a new bar)."""
         restarts = int(self.engine.channel("clock_restarts"))

@@ -191,7 +191,8 @@ class ControlLoop:
                 reply.set(value)
             log.debug("%s = %s (%s)", spec.name, spec.format(value), change.source)
         if recompose:
-            instrument.sequencer.recompose(instrument.clock_step(), instrument.tempo_bound())
+            instrument.sequencer.recompose(instrument.clock_step(), instrument.tempo_bound(),
+                                           instrument.next_step_due())
 
     def _fill(self) -> None:
         instrument = self.instrument

@@ -79,9 +79,15 @@ class Sequencer:
             self._next += 1
         self._snapshots.clear()
 
-    def recompose(self, clock_step: int, tempo: float) -> None:
-        """Parameters changed: compose again every step beyond the guard time."""
-        start = clock_step + self.steps_within(self.guard, tempo)
+    def recompose(self, clock_step: int, tempo: float, next_due: float | None = None) -> None:
+        """Parameters changed: compose again every step the clock dispatches more than the
+        guard time from now.  next_due: seconds until the clock dispatches clock_step (None:
+        unknown, then the first step is taken as due at once)."""
+        if next_due is None:
+            start = clock_step + self.steps_within(self.guard, tempo)
+        else:
+            steps_per_second = tempo / 60 * self.generator.steps_per_beat
+            start = clock_step + max(0, math.ceil((self.guard - next_due) * steps_per_second))
         if start < self._next and start in self._snapshots:
             self.generator.restore(self._snapshots[start])  # type: ignore[arg-type]
             for later in [s for s in self._snapshots if s > start]:
