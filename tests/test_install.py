@@ -41,9 +41,18 @@ def test_install_verify_and_uninstall_under_a_root(tmp_path):
     binary = root / "opt/appliance-test/bin/appliance"
     assert unit.is_file() and config.is_file() and binary.is_file()
     # the installed copy runs on its own, with its own orchestra and config files
-    checked = subprocess.run([str(binary), "check-config", str(config)], capture_output=True, text=True, timeout=60)
+    python = root / "opt/appliance-test/bin/python"
+    checked = subprocess.run([str(python), "-m", "appliance", "check-config", str(config)], capture_output=True,
+                             text=True, timeout=60, cwd=tmp_path)     # not the checkout's package
     assert checked.returncode == 0, checked.stderr
     assert "/opt/appliance-test/" in checked.stdout and "_data/orchestras/default.orc" in checked.stdout
+    # made for the box's paths, not the staging directory's, on a Python the unit can see
+    scripts = [p for p in (root / "opt/appliance-test/bin").iterdir() if p.is_file() and not p.is_symlink()]
+    assert binary.read_text().startswith("#!/opt/appliance-test/bin/python")
+    assert not any(str(root).encode() in p.read_bytes() for p in scripts)
+    home = (root / "opt/appliance-test/pyvenv.cfg").read_text()
+    assert "home = /root" not in home and "home = /home" not in home
+    _run_where_the_box_has_it(root, config)
     # systemd accepts the unit as written (pointed at the copy under our root, which is where it is)
     check = tmp_path / "appliance-test.service"
     check.write_text(unit.read_text().replace("/opt/appliance-test", str(root / "opt" / "appliance-test")))
@@ -60,6 +69,26 @@ def test_install_verify_and_uninstall_under_a_root(tmp_path):
     assert not unit.exists() and not binary.exists() and config.exists()
     purged = appliance("uninstall", "--root", str(root), "--name", "appliance-test", "--purge")
     assert purged.returncode == 0 and not config.exists()
+
+
+def _run_where_the_box_has_it(root: Path, config: Path) -> None:
+    """With the staging prefix gone (the tree moved to /opt, as on the box), the installed
+    command runs and plays."""
+    import os
+    import shutil
+
+    box_path = Path("/opt/appliance-test")
+    if os.geteuid() != 0 or box_path.exists():
+        return                                     # needs root, and an /opt/appliance-test that is ours
+    shutil.copytree(root / "opt/appliance-test", box_path, symlinks=True)
+    try:
+        out = root / "take.wav"
+        done = subprocess.run([str(box_path / "bin/appliance"), "render", "--seconds", "1", "--out", str(out),
+                               "--config", str(config)], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert out.stat().st_size > 48000 * 6 * 0.9
+    finally:
+        shutil.rmtree(box_path)
 
 
 @pytest.mark.parametrize("text,expected", [

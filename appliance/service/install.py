@@ -10,7 +10,10 @@ install (as root, from a checkout):
 uninstall undoes 1, 4 and 5; with --purge also 2, 3 and the state in /var/lib/NAME.
 
 With --root DIR everything is written under DIR and the user and systemctl
-steps are left out (for images and tests).
+steps are left out (for images and tests).  The tree is made for the box's
+own paths: its scripts name /opt/NAME/bin/python, not DIR/opt/NAME, and the
+venv is built on the system's Python (/usr/bin/python3), which the unit can
+see (ProtectHome= hides a Python under /root or /home).
 """
 
 from __future__ import annotations
@@ -36,10 +39,17 @@ def install(root: Path, name: str) -> list[str]:
     source = paths.project_root()
     if source is None:
         raise ApplianceError("install runs from a checkout (it installs that checkout into /opt)")
-    _run([sys.executable, "-m", "venv", "--clear", str(prefix)])
-    # PYPI=1: lgpio (a dependency on ARM, source only) compiles its C library in (see bootstrap).
+    python = _interpreter()
+    _run([python, "-m", "venv", "--clear", str(prefix)])
+    # PYPI=1: where lgpio has no wheel and is built, its C library goes in (see bootstrap)
     _run([str(prefix / "bin" / "python"), "-m", "pip", "install", "--quiet", str(source)], env={"PYPI": "1"})
-    done.append(f"installed the package into {prefix}")
+    target = Path("/opt") / name
+    if prefix != target:
+        _relocate(prefix, target)
+    done.append(f"installed the package into {prefix} (Python {python})")
+    if python.startswith(("/root/", "/home/")):
+        done.append(f"warning: {python} is under a home directory, which the service cannot see; "
+                    "install Debian's python3 (apt-get install python3-venv) and install again")
     groups = [g for g in GROUPS if _group_exists(g)]
     if live:
         if not _user_exists(name):
@@ -95,6 +105,25 @@ def uninstall(root: Path, name: str, purge: bool) -> list[str]:
     else:
         done.append(f"kept {root / 'etc' / name} and {root / 'var' / 'lib' / name} (--purge removes them)")
     return done
+
+
+def _interpreter() -> str:
+    """Debian's Python for the service's venv when there is one, else the one running this."""
+    system = Path("/usr/bin/python3")
+    if system.exists():
+        return str(system)
+    return getattr(sys, "_base_executable", sys.executable)
+
+
+def _relocate(staged: Path, target: Path) -> None:
+    """Make a venv built in `staged` right for where the box will have it: `target`."""
+    old, new = str(staged).encode(), str(target).encode()
+    for script in (staged / "bin").iterdir():
+        if script.is_symlink() or not script.is_file():
+            continue
+        text = script.read_bytes()
+        if old in text and b"\0" not in text:        # scripts and activate files, not binaries
+            script.write_bytes(text.replace(old, new))
 
 
 def unit_path(root: Path, name: str) -> Path:
