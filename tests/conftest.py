@@ -76,3 +76,16 @@ def ideal_steps(count: int, tempo: float, swing: float = 50, sr: int = SR, start
         in_beat = (2 * pair + odd * 2 * swing / 100) * beat_len / steps_per_beat
         positions.append(start + beat * beat_len + in_beat)
     return np.array(positions)
+
+
+@pytest.fixture(autouse=True)
+def _no_instrument_left_running():
+    """A test that fails half-way must not leave an instrument playing into the next ones."""
+    yield
+    from tests.test_service import Box
+
+    for box in Box.started:
+        if box.process.poll() is None:
+            box.process.kill()
+            box.process.communicate(timeout=30)
+    Box.started.clear()

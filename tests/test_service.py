@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -27,6 +28,8 @@ tempo = 111
 class Box:
     """One running instrument with its own socket and state directory."""
 
+    started: ClassVar[list[Box]] = []          # every one, so a failed test leaves none running (conftest.py)
+
     def __init__(self, tmp: Path, config: str = GOOD_CONFIG, extra: tuple[str, ...] = (),
                  env: dict[str, str] | None = None) -> None:
         self.tmp = tmp
@@ -40,6 +43,7 @@ class Box:
             [sys.executable, "-m", "appliance", "run", "--simulate", "--config", str(self.config),
              "--socket", str(self.socket), "--state-dir", str(self.state), "--report", str(self.report), *extra],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+        Box.started.append(self)
         deadline = time.monotonic() + 30
         while not self.answers():                  # a socket left by a killed instance does not count
             if self.process.poll() is not None or time.monotonic() > deadline:
