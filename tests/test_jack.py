@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -135,3 +136,66 @@ def test_closing_midi_releases_its_jack_clients_so_reloads_never_run_out(jack_se
             assert any("AfterReloads" in name for name in manager.inputs), manager.status
         finally:
             manager.close()
+
+
+DEVICE = """
+import sys, time, mido
+backend = mido.Backend("mido.backends.rtmidi/UNIX_JACK")
+with backend.open_output("TestKnobs", virtual=True) as port:
+    print("open", flush=True)
+    end = time.monotonic() + float(sys.argv[2])
+    while time.monotonic() < end:
+        port.send(mido.Message("control_change", control=20, value=int(sys.argv[1])))
+        time.sleep(0.1)
+"""
+
+
+def _jackd(name: str) -> subprocess.Popen:
+    """A JACK server, once it is the one answering (a killed one leaves its files behind)."""
+    from appliance.controls.midi.backends import jack_server_identity
+
+    before = jack_server_identity(name)
+    server = subprocess.Popen(["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r", "48000", "-p", "128"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while jack_server_identity(name) in (None, before) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    assert server.poll() is None, "jackd did not start"
+    return server
+
+
+def _device(value: int, seconds: float, env: dict) -> subprocess.Popen:
+    device = subprocess.Popen([sys.executable, "-c", DEVICE, str(value), str(seconds)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert device.stdout.readline().strip() == "open"
+    return device
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_controllers_come_back_after_the_jack_server_restarts_and_stop_is_clean(tmp_path, signum):
+    name = f"appliance-restart-{os.getpid()}-{int(signum)}"
+    env = {**os.environ, "JACK_DEFAULT_SERVER": name}
+    server = _jackd(name)
+    path, report = tmp_path / "jack.toml", tmp_path / "report.json"
+    path.write_text(MIDI_CONFIG)
+    process = subprocess.Popen([sys.executable, "-m", "appliance", "run", "--config", str(path), "--state-dir",
+                                str(tmp_path / "state"), "--no-socket", "--seconds", "12", "--report", str(report)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        time.sleep(1.0)
+        _device(0, 2.0, env).wait(30)                    # tempo 60 through the first server
+        server.send_signal(signum)
+        server.wait(10)
+        time.sleep(0.5)
+        server = _jackd(name)                             # the server comes back, and so does the device
+        _device(127, 3.0, env).wait(30)                  # heard within its 3 s: tempo 180
+        _out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        server.terminate()
+        server.wait(10)
+    assert process.returncode == 0, err                   # a clean stop, no segfault
+    result = json.loads(report.read_text())
+    assert result["params"]["tempo"] == 180.0

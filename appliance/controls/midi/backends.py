@@ -66,6 +66,12 @@ class MidiBackend(Protocol):
 
 # -- rtmidi ---------------------------------------------------------------------
 
+# rtmidi objects whose JACK server went away.  Deleting a JACK client of a dead
+# server crashes libjack (a segfault, measured: after jackd -TERM and a new
+# jackd, delete() on the old client).  They are kept here, never deleted, and a
+# process that has any ends with os._exit once its work is saved (cli/main.py).
+ABANDONED: list[object] = []
+
 class _RtInput:
     def __init__(self, name: str, api: int, inbox: Inbox, callback: bool) -> None:
         import rtmidi
@@ -86,13 +92,22 @@ class _RtInput:
             raise
 
     def poll_into(self, inbox: Inbox) -> None:
-        while (message := self._rt.get_message()) is not None:
+        while self._rt is not None and (message := self._rt.get_message()) is not None:
             inbox.midi(self.name, message[0])
 
+    def abandon(self) -> None:
+        """Its server is gone: let go of it without touching JACK."""
+        if self._rt is not None:
+            ABANDONED.append(self._rt)
+            self._rt = None
+
     def close(self) -> None:
+        if self._rt is None:
+            return
         self._rt.cancel_callback()
         self._rt.close_port()
         self._rt.delete()
+        self._rt = None
 
 
 class _RtOutput:
@@ -111,11 +126,20 @@ class _RtOutput:
             raise
 
     def send(self, data: bytes) -> None:
-        self._rt.send_message(list(data))
+        if self._rt is not None:
+            self._rt.send_message(list(data))
+
+    def abandon(self) -> None:
+        if self._rt is not None:
+            ABANDONED.append(self._rt)
+            self._rt = None
 
     def close(self) -> None:
+        if self._rt is None:
+            return
         self._rt.close_port()
         self._rt.delete()
+        self._rt = None
 
 
 class RtmidiBackend:
@@ -129,13 +153,34 @@ class RtmidiBackend:
         self.polled = api_name == "jack"
         self._lister_in = None
         self._lister_out = None
+        self._opened: list[_RtInput | _RtOutput] = []      # every port opened on the current server
+        self._server: tuple[str, int] | None = None        # which JACK server they belong to
+        self.abandoned = 0                                  # times the JACK server went away
 
     def unavailable(self) -> str | None:
         if self.name == "alsa" and not os.path.exists("/dev/snd/seq"):
             return "no ALSA sequencer (/dev/snd/seq)"
-        if self.name == "jack" and not jack_server_running():
-            return "no JACK server running"
+        if self.name == "jack":
+            server = jack_server_identity()
+            if self._server is not None and server != self._server:
+                self._abandon()                  # it stopped or restarted: its clients are dead
+            if server is None:
+                return "no JACK server running"
+            self._server = server
         return None
+
+    def _abandon(self) -> None:
+        """Let go of every client of a JACK server that went away, without touching them
+        (see ABANDONED); the next scan opens fresh ones on the server that is there now."""
+        for port in self._opened:
+            port.abandon()
+        self._opened.clear()
+        for lister in (self._lister_in, self._lister_out):
+            if lister is not None:
+                ABANDONED.append(lister)
+        self._lister_in = self._lister_out = None
+        self._server = None
+        self.abandoned += 1
 
     def input_names(self) -> list[str]:
         import rtmidi
@@ -152,16 +197,24 @@ class RtmidiBackend:
         return [n for n in self._lister_out.get_ports() if not _ours(n)]
 
     def open_input(self, name: str, inbox: Inbox) -> InputPort:
-        return _RtInput(name, self.api, inbox, callback=not self.polled)
+        port = _RtInput(name, self.api, inbox, callback=not self.polled)
+        self._opened.append(port)
+        return port
 
     def open_output(self, name: str) -> OutputPort:
-        return _RtOutput(name, self.api)
+        port = _RtOutput(name, self.api)
+        self._opened.append(port)
+        return port
 
     def reset(self) -> None:
+        if self.name == "jack" and self._server is not None and jack_server_identity() != self._server:
+            self._abandon()
+            return
         for lister in (self._lister_in, self._lister_out):
             if lister is not None:
                 lister.delete()
         self._lister_in = self._lister_out = None
+        self._opened = [p for p in self._opened if p._rt is not None]
 
 
 _OUR_CLIENT = re.compile(rf"^{CLIENT}(-scan)?(-\d+)?$")
@@ -170,6 +223,19 @@ _OUR_CLIENT = re.compile(rf"^{CLIENT}(-scan)?(-\d+)?$")
 def _ours(port: str) -> bool:
     """A port of this process (JACK renames a second client "appliance-01" and so on)."""
     return bool(_OUR_CLIENT.match(port.split(":", 1)[0].strip()))
+
+
+def jack_server_identity(server: str | None = None) -> tuple[str, int] | None:
+    """Which JACK server runs now: its shared-memory file, which a new server makes anew
+    (None: no server).  A change means every client of the old one is dead."""
+    name = server or os.environ.get("JACK_DEFAULT_SERVER", "default")
+    for path in sorted(glob.glob(f"/dev/shm/jack_{name}_*")):
+        try:
+            info = os.stat(path)
+        except OSError:
+            continue
+        return path, info.st_ino         # not its times: the server writes to it as it runs
+    return None
 
 
 def jack_server_running(server: str | None = None) -> bool:

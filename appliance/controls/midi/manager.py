@@ -44,10 +44,16 @@ class MidiManager:
         self._lock = threading.RLock()
         self._failed: dict[str, float] = {}    # port -> when it may be tried again
         self.lost: list[str] = []      # devices that went away since the last look (for the control loop)
+        self._abandoned = 0
 
     def scan(self) -> None:
         with self._lock:
             why = self.backend.unavailable()
+            abandoned = getattr(self.backend, "abandoned", 0)
+            if abandoned != self._abandoned:         # the JACK server went away: its ports are dead
+                self._abandoned = abandoned
+                self._close_all()
+                log.warning("MIDI: the JACK server went away; its ports are let go")
             if why is not None:
                 self._close_all()
                 self._say(f"MIDI unavailable: {why}; retrying")
