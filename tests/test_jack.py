@@ -199,3 +199,29 @@ def test_controllers_come_back_after_the_jack_server_restarts_and_stop_is_clean(
     assert process.returncode == 0, err                   # a clean stop, no segfault
     result = json.loads(report.read_text())
     assert result["params"]["tempo"] == 180.0
+
+
+TRUNCATED_SYSEX = """
+import sys, time, rtmidi
+out = rtmidi.MidiOut(rtapi=rtmidi.API_UNIX_JACK, name="device")
+out.open_virtual_port("TestKnobs")
+print("open", flush=True)
+time.sleep(1.5)                                  # found by the instrument's scan
+out.send_message([0xF0, 0x01, 0x02])             # a SysEx that never ends
+end = time.monotonic() + 2.5
+while time.monotonic() < end:
+    out.send_message([0xB0, 20, 127])
+    time.sleep(0.05)
+"""
+
+
+def test_a_truncated_sysex_does_not_kill_a_controller(tmp_path, jack_server):
+    process, report = start(tmp_path, MIDI_CONFIG, 6)
+    device = subprocess.Popen([sys.executable, "-c", TRUNCATED_SYSEX], stdout=subprocess.PIPE, text=True)
+    assert device.stdout.readline().strip() == "open"
+    device.wait(30)
+    _out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    result = json.loads(report.read_text())
+    assert result["params"]["tempo"] == 180.0                    # the knob still works
+    assert result["controls"]["sysex_recovered"] >= 1            # and the recovery was counted

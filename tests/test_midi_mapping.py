@@ -251,3 +251,11 @@ def test_learning_a_control_the_config_maps_takes_it_over():
     desk.cc(21, 127)
     assert desk["tempo"] == 300 and desk["density"] == 0.5        # one knob, one parameter
     assert [m.param for m in desk.router.mappings] == ["tempo"]
+
+
+def test_the_messages_a_truncated_sysex_swallowed_are_taken_back():
+    from appliance.controls.midi.backends import salvage_sysex
+
+    swallowed = bytes([0xF0, 0x01, 0x02, 0xB0, 20, 2, 20, 3, 0x90, 60, 100, 0xF7])   # running status too
+    assert salvage_sysex(swallowed) == [bytes([0xB0, 20, 2]), bytes([0xB0, 20, 3]), bytes([0x90, 60, 100])]
+    assert salvage_sysex(bytes([0xF0, 0x7E, 0x7F, 0x06, 0x01, 0xF7])) == []           # a real SysEx

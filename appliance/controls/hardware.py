@@ -142,6 +142,7 @@ class Hardware:
             "received": self.inbox.received,
             "dropped": self.inbox.dropped,
             "invalid": self.router.invalid,
+            "sysex_recovered": self.midi.sysex_recovered(),
             "bounces_ignored": self.controls.ignored_bounces,
             "learned": [m.describe() for m in self.learned()],
         }

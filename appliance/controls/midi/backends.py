@@ -21,6 +21,7 @@ import glob
 import os
 import re
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable
 from typing import Protocol
@@ -72,42 +73,104 @@ class MidiBackend(Protocol):
 # process that has any ends with os._exit once its work is saved (cli/main.py).
 ABANDONED: list[object] = []
 
+UNSTICK_SECONDS = 0.5       # how often a JACK input is sent a lone End of SysEx (see _RtInput)
+
+
 class _RtInput:
+    """One input port.
+
+    rtmidi's JACK input, after a SysEx that never ends (F0 01 02 and no F7),
+    takes every later message of that port as part of the SysEx until a byte
+    ends in F7: the knobs go dead.  So SysEx is not ignored by rtmidi but
+    taken here: real SysEx (data bytes only) is dropped, and from a "SysEx"
+    holding status bytes the messages it swallowed are taken back out.  And
+    on JACK a small output of ours sends the port a lone F7 every half
+    second, which ends such a SysEx (and does nothing otherwise), so a
+    truncated SysEx delays the knobs by half a second at most and loses none
+    of their messages.
+    """
+
     def __init__(self, name: str, api: int, inbox: Inbox, callback: bool) -> None:
         import rtmidi
 
         self.name = name
+        self.recovered = 0               # truncated SysEx whose swallowed messages were taken back
         self._rt = rtmidi.MidiIn(rtapi=api, name=CLIENT, queue_size_limit=4096)
+        self._unstick = None
+        self._next_unstick = 0.0
         try:
             ports = self._rt.get_ports()
             if name not in ports:
                 raise OSError(f"MIDI input {name!r} is gone")
-            # keep timing messages (MIDI clock); drop SysEx and active sensing
-            self._rt.ignore_types(sysex=True, timing=False, active_sense=True)
+            # keep timing messages (MIDI clock) and SysEx (see above); drop active sensing
+            self._rt.ignore_types(sysex=False, timing=False, active_sense=True)
+            if api == rtmidi.API_UNIX_JACK:
+                self._unstick = rtmidi.MidiOut(rtapi=api, name=f"{CLIENT}-unstick")
+                destinations = set(self._unstick.get_ports())
             self._rt.open_port(ports.index(name), name=f"in {len(ports)}")
             if callback:
-                self._rt.set_callback(lambda message, _: inbox.midi(name, message[0]))
+                self._rt.set_callback(lambda message, _: self._deliver(inbox, message[0]))
+            if self._unstick is not None:
+                # our new input port is the one destination that was not there before
+                fresh = [i for i, port in enumerate(self._unstick.get_ports()) if port not in destinations]
+                if len(fresh) != 1:
+                    raise OSError(f"cannot find our own JACK port for {name!r}")
+                self._unstick.open_port(fresh[0], name="sysex end")
         except BaseException:
+            if self._unstick is not None:
+                self._unstick.delete()
             self._rt.delete()
             raise
 
     def poll_into(self, inbox: Inbox) -> None:
         while self._rt is not None and (message := self._rt.get_message()) is not None:
-            inbox.midi(self.name, message[0])
+            self._deliver(inbox, message[0])
+        if self._unstick is not None:
+            now = time.monotonic()
+            if now >= self._next_unstick:
+                self._next_unstick = now + UNSTICK_SECONDS
+                self._unstick.send_message([0xF7])
+
+    def _deliver(self, inbox: Inbox, message: list[int]) -> None:
+        if message and message[0] == 0xF0:
+            swallowed = salvage_sysex(bytes(message))
+            if swallowed:
+                self.recovered += 1
+            for part in swallowed:
+                inbox.midi(self.name, part)
+            return
+        if message and message[0] != 0xF7:
+            inbox.midi(self.name, message)
 
     def abandon(self) -> None:
         """Its server is gone: let go of it without touching JACK."""
         if self._rt is not None:
             ABANDONED.append(self._rt)
             self._rt = None
+        if self._unstick is not None:
+            ABANDONED.append(self._unstick)
+            self._unstick = None
 
     def close(self) -> None:
+        if self._unstick is not None:
+            self._unstick.close_port()
+            self._unstick.delete()
+            self._unstick = None
         if self._rt is None:
             return
         self._rt.cancel_callback()
         self._rt.close_port()
         self._rt.delete()
         self._rt = None
+
+
+def salvage_sysex(message: bytes) -> list[bytes]:
+    """The messages inside a "SysEx" that swallowed them (a SysEx holds only data bytes:
+    the first status byte in it is where the SysEx really ended); [] for a real SysEx."""
+    for index, byte in enumerate(message[1:], start=1):
+        if byte >= 0x80 and byte != 0xF7:
+            return split_messages(message[index:])
+    return []
 
 
 class _RtOutput:
@@ -217,7 +280,7 @@ class RtmidiBackend:
         self._opened = [p for p in self._opened if p._rt is not None]
 
 
-_OUR_CLIENT = re.compile(rf"^{CLIENT}(-scan)?(-\d+)?$")
+_OUR_CLIENT = re.compile(rf"^{CLIENT}(-scan|-unstick)?(-\d+)?$")
 
 
 def _ours(port: str) -> bool:

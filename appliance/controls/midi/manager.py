@@ -45,6 +45,7 @@ class MidiManager:
         self._failed: dict[str, float] = {}    # port -> when it may be tried again
         self.lost: list[str] = []      # devices that went away since the last look (for the control loop)
         self._abandoned = 0
+        self._recovered_closed = 0     # sysex_recovered() of ports closed since
 
     def scan(self) -> None:
         with self._lock:
@@ -94,6 +95,10 @@ class MidiManager:
                         log.debug("MIDI output %s: %s", name, exc)
         return sent
 
+    def sysex_recovered(self) -> int:
+        """Truncated SysEx that swallowed a device's messages, and were undone (backends.py)."""
+        return self._recovered_closed + sum(getattr(p, "recovered", 0) for p in self.inputs.values())
+
     def close(self) -> None:
         with self._lock:
             self._close_all()
@@ -111,6 +116,7 @@ class MidiManager:
         kept = {n: p for n, p in open_ports.items() if n in names}
         for name, port in open_ports.items():
             if name not in names:
+                self._recovered_closed += _recovered(port)
                 _close(port)
                 if direction == "in":
                     self.lost.append(name)
@@ -133,6 +139,7 @@ class MidiManager:
         self.inputs, self.outputs = {}, {}
         self.lost += list(inputs)
         for port in [*inputs.values(), *outputs.values()]:
+            self._recovered_closed += _recovered(port)
             _close(port)
 
     def _say(self, status: str) -> None:
@@ -140,6 +147,10 @@ class MidiManager:
             level = logging.WARNING if "unavailable" in status else logging.INFO
             log.log(level, "%s", status)
         self.status = status
+
+
+def _recovered(port: InputPort | OutputPort) -> int:
+    return getattr(port, "recovered", 0)
 
 
 def _close(port: InputPort | OutputPort) -> None:
