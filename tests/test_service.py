@@ -404,8 +404,13 @@ def test_the_socket_option_may_follow_the_verb_and_its_words(box):
 
 def test_the_threads_say_what_they_are(box):
     """`ps -L -o comm` tells Csound's thread, the loop and the inputs apart."""
-    names = {(task / "comm").read_text().strip() for task in Path(f"/proc/{box.process.pid}/task").iterdir()}
-    assert {"csound", "control-loop", "control-socket", "midi-scan"} <= names
+    box.ok("status")                                   # answered: every thread is up, or nearly
+    wanted, names = {"csound", "control-loop", "control-socket", "control-worker", "midi-scan"}, set()
+    deadline = time.monotonic() + 10
+    while not wanted <= names and time.monotonic() < deadline:
+        names = {(task / "comm").read_text().strip() for task in Path(f"/proc/{box.process.pid}/task").iterdir()}
+        time.sleep(0.05)
+    assert wanted <= names
 
 
 LEARNED = {"kind": "cc", "number": 40, "param": "reverb", "mode": "pickup", "channel": None, "device": None,
