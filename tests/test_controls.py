@@ -321,3 +321,28 @@ def test_unlearn_forgets_only_what_was_learned_to_that_name():
     assert rig.controls.unlearn("reverb") == 2
     assert sorted(m.param for m in rig.controls.router.mappings) == ["echo", "volume"]
     assert [m.param for m in rig.controls.learned] == ["echo"]
+
+
+def test_a_port_that_vanishes_while_opening_is_retried_later():
+    """rtmidi raises InvalidPortError (a ValueError) when a port goes between listing and
+    opening: a backed-off retry, not the end of the start or of hotplug."""
+    import rtmidi
+
+    from appliance.controls.inbox import Inbox
+    from appliance.controls.midi import backends, manager
+
+    class Racing(backends.SimBackend):
+        raced = 0
+
+        def open_input(self, name, inbox):
+            if not self.raced:
+                self.raced += 1
+                raise rtmidi.InvalidPortError(f"port {name!r} is gone")
+            return super().open_input(name, inbox)
+
+    midi = manager.MidiManager(Racing(["Knobs"]), Inbox())
+    midi.scan()                                        # the race: no exception, no device yet
+    assert midi.inputs == {}
+    midi._failed["Knobs"] = 0.0                        # the back-off has passed
+    midi.scan()
+    assert list(midi.inputs) == ["Knobs"]
