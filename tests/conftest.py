@@ -78,6 +78,17 @@ def ideal_steps(count: int, tempo: float, swing: float = 50, sr: int = SR, start
     return np.array(positions)
 
 
+@pytest.fixture
+def box(tmp_path):
+    """A running instrument (simulated hardware) with its own socket and state directory."""
+    from tests.test_service import Box
+
+    running = Box(tmp_path)
+    yield running
+    if running.process.poll() is None:
+        running.kill()
+
+
 @pytest.fixture(autouse=True)
 def _no_instrument_left_running():
     """A test that fails half-way must not leave an instrument playing into the next ones."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 
 import pytest
 
@@ -183,23 +185,30 @@ def test_the_socket_option_stands_anywhere(argv):
     assert args.name in ("N", "tempo")
 
 
-def test_the_loop_wakes_at_once_for_a_command_while_it_sleeps():
-    instrument = Instrument(Config(), {"tempo": 20})               # a step only every 3 s
+@contextlib.contextmanager
+def playing(instrument: Instrument) -> Iterator[threading.Thread]:
+    """The instrument in real time (null audio), its loop on a thread, stopped and closed after."""
     instrument.open(RealtimeOutput(backend="null", realtime_priority=0))
     instrument.perform()
     stop = threading.Event()
     runner = threading.Thread(target=instrument.run, args=(None, stop))
     runner.start()
     try:
-        reply = Reply()
-        instrument.submit(SetParam("volume", -30.0, "test", reply=reply))
-        assert reply.wait(30) == -30.0                             # answered, not left for the next step
-        assert instrument.engine.channel("volume") == -30.0
+        yield runner
     finally:
         stop.set()
         instrument.inbox.wake()
         runner.join(30)
         instrument.close()
+
+
+def test_the_loop_wakes_at_once_for_a_command_while_it_sleeps():
+    instrument = Instrument(Config(), {"tempo": 20})               # a step only every 3 s
+    with playing(instrument) as runner:
+        reply = Reply()
+        instrument.submit(SetParam("volume", -30.0, "test", reply=reply))
+        assert reply.wait(30) == -30.0                             # answered, not left for the next step
+        assert instrument.engine.channel("volume") == -30.0
     assert not runner.is_alive()
 
 
@@ -230,23 +239,13 @@ def test_the_audio_lag_shows_time_the_audio_did_not_compute():
     import time
 
     instrument = Instrument(Config())
-    instrument.open(RealtimeOutput(backend="null", realtime_priority=0))
-    instrument.perform()
-    stop = threading.Event()
-    runner = threading.Thread(target=instrument.run, args=(None, stop))
-    runner.start()
-    try:
+    with playing(instrument):
         time.sleep(1.0)
         assert instrument.audio_watch.stalls == 0
         instrument.engine._thread.pause()
         time.sleep(0.6)
         instrument.engine._thread.play()
         time.sleep(0.5)
-    finally:
-        stop.set()
-        instrument.inbox.wake()
-        runner.join(30)
-        instrument.close()
     report = instrument.report()
     assert report["audio_stalls"] == 1 and report["audio_stall_worst_ms"] >= 400
     assert report["xruns"] == 0                       # where the message count sees nothing

@@ -78,12 +78,6 @@ class Box:
         self.process.communicate(timeout=30)
 
 
-@pytest.fixture
-def box(tmp_path):
-    running = Box(tmp_path)
-    yield running
-    if running.process.poll() is None:
-        running.kill()
 
 
 def test_the_command_line_drives_the_running_instrument(box):

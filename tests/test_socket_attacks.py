@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from appliance.remote import client
-from tests.test_service import GOOD_CONFIG, Box
+from tests.test_service import GOOD_CONFIG
 
 
 def _threads(pid: int) -> int:
@@ -154,9 +154,3 @@ def test_the_cli_never_prints_a_traceback_for_a_strange_answer(tmp_path):
     assert "not an answer" in done.stderr
 
 
-@pytest.fixture
-def box(tmp_path):
-    running = Box(tmp_path)
-    yield running
-    if running.process.poll() is None:
-        running.kill()

@@ -71,11 +71,7 @@ class WavRecorder:
 
     def stop(self) -> None:
         """Stop the thread (the engine must no longer be performing), write the rest, close."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        self.drain()
+        self.detach()
         self._wav.close()
 
     def drain(self) -> None:

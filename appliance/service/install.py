@@ -24,6 +24,7 @@ import pwd
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from appliance import paths
@@ -153,16 +154,16 @@ def _run(command: list[str], env: dict[str, str] | None = None) -> None:
 
 
 def _user_exists(name: str) -> bool:
-    try:
-        pwd.getpwnam(name)
-        return True
-    except KeyError:
-        return False
+    return _known(pwd.getpwnam, name)
 
 
 def _group_exists(name: str) -> bool:
+    return _known(grp.getgrnam, name)
+
+
+def _known(lookup: Callable[[str], object], name: str) -> bool:
     try:
-        grp.getgrnam(name)
+        lookup(name)
         return True
     except KeyError:
         return False
