@@ -225,3 +225,35 @@ def test_a_truncated_sysex_does_not_kill_a_controller(tmp_path, jack_server):
     result = json.loads(report.read_text())
     assert result["params"]["tempo"] == 180.0                    # the knob still works
     assert result["controls"]["sysex_recovered"] >= 1            # and the recovery was counted
+
+
+def test_a_full_rtmidi_queue_is_counted(jack_server):
+    """Messages beyond rtmidi's queue are dropped by rtmidi; the port counts that it happened."""
+    import rtmidi
+
+    from appliance.controls.inbox import Inbox
+    from appliance.controls.midi.backends import QUEUE_SIZE, RtmidiBackend
+
+    device = rtmidi.MidiOut(rtapi=rtmidi.API_UNIX_JACK, name="flooder")
+    device.open_virtual_port("Flood")
+    backend, inbox = RtmidiBackend("jack"), Inbox(capacity=2 * QUEUE_SIZE)
+    try:
+        name = next(n for n in backend.input_names() if "Flood" in n)
+        port = backend.open_input(name, inbox)
+        sent = 0
+        while sent < 3 * QUEUE_SIZE:                       # nobody polls meanwhile: the queue fills
+            device.send_message([0xB0, 20, sent % 128])
+            sent += 1
+            if sent % 500 == 0:
+                time.sleep(0.01)                           # let JACK's periods carry them
+        time.sleep(0.3)
+        port.poll_into(inbox)
+        assert len(inbox.take_events()) == QUEUE_SIZE - 1 and port.queue_full == 1   # its ring keeps a slot free
+        device.send_message([0xB0, 20, 1])
+        time.sleep(0.1)
+        port.poll_into(inbox)
+        assert len(inbox.take_events()) == 1 and port.queue_full == 1   # flowing again
+        port.close()
+    finally:
+        backend.reset()
+        device.delete()

@@ -143,6 +143,7 @@ class Hardware:
             "dropped": self.inbox.dropped,
             "invalid": self.router.invalid,
             "sysex_recovered": self.midi.sysex_recovered(),
+            "queue_full": self.midi.queue_full(),
             "bounces_ignored": self.controls.ignored_bounces,
             "learned": [m.describe() for m in self.learned()],
         }

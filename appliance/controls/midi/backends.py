@@ -18,6 +18,7 @@ every scan would churn the JACK graph (and ALSA's client list) each second.
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import re
 import threading
@@ -27,6 +28,8 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from appliance.controls.inbox import Inbox
+
+log = logging.getLogger("appliance.midi")
 
 CLIENT = "appliance"
 
@@ -74,6 +77,7 @@ class MidiBackend(Protocol):
 ABANDONED: list[object] = []
 
 UNSTICK_SECONDS = 0.5       # how often a JACK input is sent a lone End of SysEx (see _RtInput)
+QUEUE_SIZE = 4096           # messages rtmidi holds for a polled input between two polls (1 ms)
 
 
 class _RtInput:
@@ -95,7 +99,8 @@ class _RtInput:
 
         self.name = name
         self.recovered = 0               # truncated SysEx whose swallowed messages were taken back
-        self._rt = rtmidi.MidiIn(rtapi=api, name=CLIENT, queue_size_limit=4096)
+        self.queue_full = 0              # times rtmidi's queue was found full: messages were lost
+        self._rt = rtmidi.MidiIn(rtapi=api, name=CLIENT, queue_size_limit=QUEUE_SIZE)
         self._unstick = None
         self._next_unstick = 0.0
         try:
@@ -123,8 +128,16 @@ class _RtInput:
             raise
 
     def poll_into(self, inbox: Inbox) -> None:
+        taken = 0
         while self._rt is not None and (message := self._rt.get_message()) is not None:
             self._deliver(inbox, message[0])
+            taken += 1
+        if taken >= QUEUE_SIZE - 1:          # rtmidi's ring keeps one slot free: this is full
+            # rtmidi dropped what came after (and says so on stderr, once a message, from C++
+            # where Python cannot catch it; the unit's LogRateLimit keeps that out of the journal)
+            self.queue_full += 1
+            if self.queue_full == 1:
+                log.warning("MIDI input %s: more messages than the instrument takes; dropping some", self.name)
         if self._unstick is not None:
             now = time.monotonic()
             if now >= self._next_unstick:

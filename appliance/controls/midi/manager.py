@@ -95,6 +95,10 @@ class MidiManager:
                         log.debug("MIDI output %s: %s", name, exc)
         return sent
 
+    def queue_full(self) -> int:
+        """Times an input's queue was found full (rtmidi dropped messages after it)."""
+        return sum(getattr(p, "queue_full", 0) for p in self.inputs.values())
+
     def sysex_recovered(self) -> int:
         """Truncated SysEx that swallowed a device's messages, and were undone (backends.py)."""
         return self._recovered_closed + sum(getattr(p, "recovered", 0) for p in self.inputs.values())
