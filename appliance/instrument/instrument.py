@@ -1,9 +1,9 @@
 """The instrument: engine, generator, sequencer, parameters and controls, wired together.
 
-It opens and closes them, falls back to the default orchestra when the
-configured one does not compile, and restarts Csound when a reload changes
-the audio, clock or orchestra.  What changes while it plays is the control
-loop's work (loop.py); how it is paced is a driver's (drivers.py).
+It opens and closes them and falls back to the default orchestra when the
+configured one does not compile.  What changes while it plays is the control
+loop's work (loop.py); a reload's, reconfigure.py's; how it is paced is a
+driver's (drivers.py); what it has done, report.py's.
 """
 
 from __future__ import annotations
@@ -19,15 +19,16 @@ from appliance import paths
 from appliance.config.scenario import Scenario
 from appliance.config.schema import Config
 from appliance.controls.hardware import Hardware
-from appliance.controls.inbox import Command, Inbox, SetParam
+from appliance.controls.inbox import Command, Inbox
 from appliance.controls.midi.clock import ClockOutFeed
-from appliance.engine.engine import Engine, FileOutput, Output, RealtimeOutput, check_orchestra
+from appliance.engine.engine import Engine, FileOutput, Output
 from appliance.engine.orchestra import Orchestra
 from appliance.engine.recorder import WavRecorder
 from appliance.errors import ApplianceError, OrchestraError
 from appliance.instrument import report as reporting
 from appliance.instrument.drivers import Driver, OfflineDriver, RealtimeDriver, driver_for
 from appliance.instrument.loop import ControlLoop
+from appliance.instrument.reconfigure import reconfigure
 from appliance.instrument.scenario_player import ScenarioPlayer
 from appliance.music.generator import Generator
 from appliance.music.sequencer import Sequencer
@@ -55,7 +56,7 @@ class Instrument:
         self.engine = Engine(self.layout)
         self.generator = Generator(self.layout.steps_per_beat, self.layout.beats_per_bar,
                                    seed=int(self.params.get("seed")))
-        self.sequencer = self._sequencer()
+        self.sequencer = self.new_sequencer()
         self.inbox = Inbox()
         self.hardware = Hardware(config, self.inbox, simulate, PARAMETERS)
         self.transport = True
@@ -67,8 +68,8 @@ class Instrument:
         self.audio_watch = reporting.AudioWatch()
         self.started_at: float | None = None   # wall time (epoch) the performance started
         self.performing_since: float | None = None   # ... on the monotonic clock (for the audio's lag)
-        self._orchestra_text = ""
-        self._restarts = 0
+        self.orchestra_text = ""
+        self.clock_restarts_seen = 0
         self._panics = 0
         self._clock_out: ClockOutFeed | None = None
         self._final: tuple[reporting.Stats, dict[str, Any]] | None = None
@@ -84,12 +85,12 @@ class Instrument:
         """Compile the orchestra (the default one if it fails), open the controls and
         prepare the first steps."""
         self.driver = driver = driver_for(output)
-        self._open_engine(driver)
+        self.open_engine(driver)
         self.inbox.clock = driver.clock(self)
         self.hardware.open(threaded=driver.threaded)
         if self.hardware.gpio_failed:
             self.warnings.append(self.hardware.gpio_status)
-        self._follow_clock_out()
+        self.follow_clock_out()
         self.loop.tick()
 
     def perform(self, record: Path | WavRecorder | None = None) -> None:
@@ -127,7 +128,7 @@ class Instrument:
         self.hardware.close()
         self.engine.close()
 
-    def _open_engine(self, driver: Driver) -> None:
+    def open_engine(self, driver: Driver) -> None:
         wanted = self.config.orchestra_path()
         self.orchestra_failed = False
         try:
@@ -143,7 +144,7 @@ class Instrument:
             self.engine.open(orchestra, driver.output)
             self.orchestra = default
             self.orchestra_failed = True
-        self._orchestra_text = orchestra.text
+        self.orchestra_text = orchestra.text
         if self._clock_out is not None:
             self._clock_out.restart()
         for spec in PARAMETERS:
@@ -153,76 +154,15 @@ class Instrument:
         self.engine.set_channel("transport", 1.0 if self.transport else 0.0)
         self.engine.set_channel("panic", float(self._panics))
 
-    def _sequencer(self) -> Sequencer:
+    def new_sequencer(self) -> Sequencer:
         return Sequencer(self.generator, self.engine, lookahead=self.config.engine.lookahead_ms / 1000,
                          guard=GUARD_SECONDS, ring_size=self.layout.ring_size, max_notes=self.layout.max_notes)
 
     # -- changing while it plays (the control loop only) ---------------------
 
     def reconfigure(self, new: Config) -> list[str]:
-        """Apply a changed config while playing, without stopping the sound where
-        possible; returns what changed.  Audio, clock or orchestra changes
-        restart Csound (after a short fade), the rest applies live."""
-        old, changed = self.config, []
-        orchestra_changed = new.orchestra_path() != old.orchestra_path() or \
-            Orchestra.load(new.orchestra_path()).text != self._orchestra_text
-        if orchestra_changed:
-            # refused before anything changes: the running orchestra plays on
-            check_orchestra(Orchestra.load(new.orchestra_path()), new.clock_layout())
-        for name, value in new.params.items():
-            if old.params.get(name) != value:
-                self.inbox.submit(SetParam(name, value, "reload"))
-                changed.append(f"params.{name}")
-        if old.midi != new.midi or old.gpio != new.gpio:
-            self._replace_hardware(new)
-            changed.append("controls")
-        if old.engine.lookahead_ms != new.engine.lookahead_ms:
-            self.sequencer.lookahead = new.engine.lookahead_ms / 1000
-            changed.append("engine.lookahead_ms")
-        self.config = new
-        if old.audio != new.audio or old.clock != new.clock or orchestra_changed or \
-                old.engine.realtime_priority != new.engine.realtime_priority:
-            self._restart_engine()
-            changed.append("engine restarted")
-        return changed
-
-    def _replace_hardware(self, config: Config) -> None:
-        learned = self.hardware.learned()
-        simulate = self.hardware.simulate
-        self.hardware.close()
-        self.hardware = Hardware(config, self.inbox, simulate, PARAMETERS)
-        self.hardware.restore_learned(learned)
-        self.hardware.open(threaded=self.threaded)
-        self._follow_clock_out()
-        self.start_clock_out()
-
-    def _restart_engine(self) -> None:
-        """Stop Csound and start it again with the current config (real time only)."""
-        if not isinstance(self.driver, RealtimeDriver):
-            raise ApplianceError("the engine can only be restarted while playing in real time")
-        self.engine.set_channel("volume", -90.0)     # fade out (20 ms) rather than click
-        time.sleep(0.06)
-        self.log_messages()
-        self.carried = reporting.carried(reporting.stats(self))
-        recording = self.engine.close(keep_recording=True)
-        config = self.config
-        self.driver = driver = RealtimeDriver(RealtimeOutput(
-            backend=self.driver.output.backend, device=config.audio.device, buffer=config.audio.buffer,
-            hardware_buffer=config.audio.hardware_buffer, realtime_priority=config.engine.realtime_priority))
-        self.layout = config.clock_layout()
-        self.engine = Engine(self.layout)
-        self.generator.steps_per_beat = self.layout.steps_per_beat
-        self.generator.beats_per_bar = self.layout.beats_per_bar
-        self.sequencer = self._sequencer()
-        self._restarts = 0
-        self._open_engine(driver)
-        self._follow_clock_out()
-        self.loop.tick()
-        if recording is not None and recording.sample_rate != self.layout.sample_rate:
-            recording.stop()                         # one WAV file holds one sample rate
-            self.warn(f"the recording {recording.path} ends here: the sample rate changed")
-            recording = None
-        self.perform(recording)
+        """Apply a changed config while playing (see reconfigure.py); returns what changed."""
+        return reconfigure(self, new)
 
     def panic(self) -> None:
         """Stop, and silence everything within about 10 ms (a fade, no click): voices and
@@ -240,7 +180,7 @@ class Instrument:
 
     # -- MIDI clock out -----------------------------------------------------------
 
-    def _follow_clock_out(self) -> None:
+    def follow_clock_out(self) -> None:
         sender = self.hardware.clock_out
         heard_after = self.driver.heard_after if self.driver is not None else 0
         self._clock_out = None if sender is None else ClockOutFeed(sender, self.layout.sample_rate, heard_after)
@@ -282,9 +222,9 @@ class Instrument:
     def clock_restarted(self) -> bool:
         """True once each time the clock jumps (the transport started again on a new bar)."""
         restarts = int(self.engine.channel("clock_restarts"))
-        if restarts == self._restarts:
+        if restarts == self.clock_restarts_seen:
             return False
-        self._restarts = restarts
+        self.clock_restarts_seen = restarts
         return True
 
     def tempo_bound(self, params: Mapping[str, float] | None = None) -> float:
