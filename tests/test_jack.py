@@ -202,11 +202,14 @@ def test_controllers_come_back_after_the_jack_server_restarts_and_stop_is_clean(
 
 
 TRUNCATED_SYSEX = """
-import sys, time, rtmidi
+import subprocess, sys, time, rtmidi
 out = rtmidi.MidiOut(rtapi=rtmidi.API_UNIX_JACK, name="device")
 out.open_virtual_port("TestKnobs")
 print("open", flush=True)
-time.sleep(1.5)                                  # found by the instrument's scan
+deadline = time.monotonic() + 60                 # until the instrument has connected to it
+while "appliance" not in subprocess.run(["jack_lsp", "-c", "device:TestKnobs"], capture_output=True,
+                                        text=True).stdout and time.monotonic() < deadline:
+    time.sleep(0.1)
 out.send_message([0xF0, 0x01, 0x02])             # a SysEx that never ends
 end = time.monotonic() + 2.5
 while time.monotonic() < end:
@@ -216,7 +219,7 @@ while time.monotonic() < end:
 
 
 def test_a_truncated_sysex_does_not_kill_a_controller(tmp_path, jack_server):
-    process, report = start(tmp_path, MIDI_CONFIG, 6)
+    process, report = start(tmp_path, MIDI_CONFIG, 10)
     device = subprocess.Popen([sys.executable, "-c", TRUNCATED_SYSEX], stdout=subprocess.PIPE, text=True)
     assert device.stdout.readline().strip() == "open"
     device.wait(30)

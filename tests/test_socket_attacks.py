@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,11 @@ def _connect_many(path: Path, count: int) -> list[socket.socket]:
 
 
 def test_idle_connections_cost_no_thread_and_cannot_lock_a_person_out(box):
-    before = _threads(box.process.pid)
+    box.ok("status")
+    before, deadline = -1, time.monotonic() + 20           # every thread of the instrument is up
+    while before != _threads(box.process.pid) and time.monotonic() < deadline:
+        before = _threads(box.process.pid)
+        time.sleep(0.5)
     held = _connect_many(box.socket, 200)
     try:
         assert box.ok("get", "tempo") == "111.0 BPM"         # a person still gets in
