@@ -280,7 +280,7 @@ def test_midi_clock_out_restarts_on_a_new_beat_not_the_stale_one():
         while time.monotonic() < old + 1.3:
             sender.follow(40, old, length)           # the stale beat, again and again
             time.sleep(0.005)
-        assert [data for _, data in sent] == [bytes([0xFA])]
+        assert sent == []                              # Start waits for the beat it starts on
         first = time.monotonic() + 0.05
         end = first + 3 * length
         while time.monotonic() < end:                # the engine restarted: beat 1, 2, ...
@@ -292,6 +292,7 @@ def test_midi_clock_out_restarts_on_a_new_beat_not_the_stale_one():
     ticks = [at for at, data in sent if data == bytes([0xF8])]
     assert ticks[0] >= first - 0.002                 # on the new beat, not before it
     assert abs(len(ticks) - 3 * 24) <= 2
+    assert sent[0][1] == bytes([0xFA]) and 0 <= ticks[0] - sent[0][0] <= 0.003   # Start just before it
 
 
 def test_followed_clock_sets_the_tempo_and_transport():
@@ -346,3 +347,82 @@ def test_a_port_that_vanishes_while_opening_is_retried_later():
     midi._failed["Knobs"] = 0.0                        # the back-off has passed
     midi.scan()
     assert list(midi.inputs) == ["Knobs"]
+
+
+def _play_clock(sender: ClockSender, first: int, at: float, length: float, until: float) -> None:
+    """Publish beats first, first + 1, ... starting at wall time `at`, as the loop does, until `until`."""
+    while time.monotonic() < until:
+        beat = max(first, first + int((time.monotonic() - at) / length))
+        sender.follow(beat, at + (beat - first) * length, length)
+        time.sleep(0.005)
+
+
+def _sent_ticks(sent: list[tuple[float, bytes]]) -> list[float]:
+    return [at for at, data in sent if data == bytes([0xF8])]
+
+
+def test_midi_clock_start_lands_on_the_downbeat_the_clock_plays():
+    sent: list[tuple[float, bytes]] = []
+    sender = ClockSender(lambda data: sent.append((time.monotonic(), bytes(data))), beats_per_bar=4)
+    length = 0.2
+    sender.follow(10, time.monotonic() - 1.0, length)     # stopped at beat 10: a stale beat
+    sender.start()
+    downbeat = time.monotonic() + 0.05                     # the clock starts again on the next bar: beat 13
+    try:
+        _play_clock(sender, 13, downbeat, length, downbeat + 2 * length)
+    finally:
+        sender.close()
+    ticks = _sent_ticks(sent)
+    half_tick = length / 24 / 2                            # "on the downbeat": nearer it than any other tick
+    assert sent[0][1] == bytes([0xFA]) and 0 <= ticks[0] - sent[0][0] <= half_tick
+    assert abs(ticks[0] - downbeat) < half_tick             # tick 0 on the downbeat, none missing
+    assert abs(len(ticks) - 2 * 24) <= 1
+
+
+def test_midi_clock_start_waits_a_bar_rather_than_bunch_a_late_downbeat():
+    sent: list[tuple[float, bytes]] = []
+    sender = ClockSender(lambda data: sent.append((time.monotonic(), bytes(data))), beats_per_bar=4)
+    length = 0.2
+    sender.start()
+    downbeat = time.monotonic() - 0.05                     # beat 1 sounded 50 ms ago: too late for it
+    try:
+        _play_clock(sender, 1, downbeat, length, downbeat + 6 * length)
+    finally:
+        sender.close()
+    ticks = _sent_ticks(sent)
+    assert abs(ticks[0] - (downbeat + 4 * length)) < length / 48   # the next bar's downbeat, beat 5
+    assert max(b - a for a, b in itertools.pairwise(ticks)) < 1.5 * length / 24   # and evenly from there
+
+
+def test_midi_clock_continue_sends_the_song_position_then_continue_on_the_beat():
+    sent: list[tuple[float, bytes]] = []
+    sender = ClockSender(lambda data: sent.append((time.monotonic(), bytes(data))), beats_per_bar=4)
+    length = 0.2
+    sender.follow(10, time.monotonic() - 1.0, length)
+    sender.continue_()
+    beat = time.monotonic() + 0.05                         # it goes on at the next beat: 11
+    try:
+        _play_clock(sender, 11, beat, length, beat + length)
+    finally:
+        sender.close()
+    assert [data for _, data in sent[:2]] == [bytes([0xF2, 40, 0]), bytes([0xFB])]   # 10 beats = 40 16ths
+    assert abs(_sent_ticks(sent)[0] - beat) < length / 48
+
+
+def test_midi_clock_can_tick_on_while_stopped():
+    sent: list[tuple[float, bytes]] = []
+    sender = ClockSender(lambda data: sent.append((time.monotonic(), bytes(data))), beats_per_bar=4,
+                         while_stopped=True)
+    length = 0.2
+    sender.start()
+    first = time.monotonic() + 0.02
+    try:
+        _play_clock(sender, 1, first, length, first + 2 * length)
+        sender.stop()
+        stopped = time.monotonic()
+        time.sleep(2 * length)                              # the clock publishes nothing while stopped
+        during = [t for t in _sent_ticks(sent) if t > stopped]
+    finally:
+        sender.close()
+    assert [d for _, d in sent].count(bytes([0xFA])) == 1 and bytes([0xFC]) in [d for _, d in sent]
+    assert abs(len(during) - 2 * 24) <= 2                  # on at the last tempo

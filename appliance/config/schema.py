@@ -64,6 +64,7 @@ class MidiConfig:
     scan_seconds: float = field(default=1.0, metadata=_range(0.1, 10))
     follow_clock: bool = False      # take tempo and start/stop from incoming MIDI clock
     clock_out: str = ""             # send MIDI clock to outputs whose name contains this ("": off)
+    clock_out_while_stopped: bool = False   # keep ticking while stopped (receivers that show the tempo)
     sim_devices: tuple[str, ...] = ("Sim Controller",)   # plugged in the simulated backend at start
     map: tuple[Mapping, ...] = ()
 

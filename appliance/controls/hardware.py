@@ -58,7 +58,9 @@ class Hardware:
         self._open_gpio()
         self.midi.scan()
         if self.config.midi.clock_out and threaded:
-            self.clock_out = ClockSender(lambda data: self.midi.send(self.config.midi.clock_out, data))
+            self.clock_out = ClockSender(lambda data: self.midi.send(self.config.midi.clock_out, data),
+                                         beats_per_bar=self.config.clock.beats_per_bar,
+                                         while_stopped=self.config.midi.clock_out_while_stopped)
         if threaded:
             self._start("midi-scan", self._scan_loop)
             if getattr(self.backend, "polled", False):
@@ -70,7 +72,7 @@ class Hardware:
             thread.join()
         self._threads.clear()
         if self.clock_out is not None:
-            self.clock_out.stop()
+            self.clock_out.close()
         self.midi.close()
         if self.gpio is not None:
             self.gpio.close()

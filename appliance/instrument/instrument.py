@@ -175,8 +175,9 @@ class Instrument:
         self.transport = play
         self.engine.set_channel("transport_from_bar", 1.0 if from_bar else 0.0)
         self.engine.set_channel("transport", 1.0 if play else 0.0)
-        if self.hardware.clock_out is not None:
-            (self.hardware.clock_out.start if play else self.hardware.clock_out.stop)()
+        sender = self.hardware.clock_out
+        if sender is not None:
+            (sender.stop if not play else sender.start if from_bar else sender.continue_)()
 
     # -- MIDI clock out -----------------------------------------------------------
 

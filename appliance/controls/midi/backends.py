@@ -343,6 +343,7 @@ class _SimOutput:
 
     def send(self, data: bytes) -> None:
         self.backend.received[self.name].append(bytes(data))
+        self.backend.received_at[self.name].append(time.monotonic())
 
     def close(self) -> None:
         """Nothing to release."""
@@ -359,12 +360,14 @@ class SimBackend:
         self._lock = threading.Lock()
         # what the instrument sent to each device (feedback, clock), newest kept
         self.received: dict[str, deque[bytes]] = {}
+        self.received_at: dict[str, deque[float]] = {}      # when each was sent (monotonic)
 
     def plug(self, device: str) -> None:
         with self._lock:
             if device not in self._plugged:
                 self._plugged.append(device)
                 self.received[device] = deque(maxlen=10000)
+                self.received_at[device] = deque(maxlen=10000)
 
     def unplug(self, device: str) -> None:
         with self._lock:
@@ -402,6 +405,7 @@ class SimBackend:
         if name not in self._plugged:
             raise OSError(f"MIDI output {name!r} is gone")
         self.received.setdefault(name, deque(maxlen=10000))
+        self.received_at.setdefault(name, deque(maxlen=10000))
         return _SimOutput(self, name)
 
     def reset(self) -> None:

@@ -99,7 +99,7 @@ class AudioClockMap:
 
 
 class ClockSender:
-    """Sends 24 ticks per beat to outputs while the transport runs.
+    """Sends 24 ticks per beat, and Start, Continue and Stop, to outputs.
 
     Ticks are counted, not timed alone: tick k of beat b is due at that beat's
     wall time plus k/24 of its length, and every one is sent, because a
@@ -109,15 +109,28 @@ class ClockSender:
     If this thread falls behind, the ticks it owes are sent at once; only when
     it is more than a beat out of step (a long stall) does it start again on
     the current beat's grid.
+
+    A receiver takes the first tick after Start as the first beat of the bar.
+    So start() sends Start just before tick 0 of the first downbeat the clock
+    plays after it is asked (the clock starts on a bar), and continue_() sends
+    Song Position Pointer and Continue just before tick 0 of the first beat
+    played after it is asked.  A downbeat that can no longer be met within
+    half a tick gives way to the next bar's: no tick is bunched, none is lost.
+    With `while_stopped` the ticks go on while the transport is stopped, at
+    the last tempo, as many receivers need to show it.
     """
 
-    def __init__(self, send: Callable[[bytes], object]) -> None:
+    def __init__(self, send: Callable[[bytes], object], beats_per_bar: int = 4, while_stopped: bool = False) -> None:
         self._send = send
+        self.beats_per_bar = beats_per_bar
+        self.while_stopped = while_stopped
         self._lock = threading.Lock()
         self._beats: dict[int, tuple[float, float]] = {}   # beat -> (wall time, seconds), the latest few
         self._generation = 0                   # counts renumberings of the beats
-        self._started = 0.0
-        self._stop = threading.Event()
+        self._mode = "stopped"                 # stopped | start | continue | running
+        self._after = 0                        # start/continue: a beat above this one
+        self._wake = threading.Event()
+        self._closing = threading.Event()
         self._thread: threading.Thread | None = None
         self.sent = 0
         self.resyncs = 0
@@ -127,62 +140,153 @@ class ClockSender:
         """The clock's latest beat: its number, when it sounds (wall time) and how long it lasts."""
         with self._lock:
             if self._beats and beat < max(self._beats):
-                self._beats.clear()              # numbered afresh: the engine restarted
-                self._generation += 1
+                self._beats.clear()              # numbered afresh: the engine restarted, the music
+                self._generation += 1            # begins again on a bar: so does the receiver
+                self._after = 0
+                if self._mode == "running":
+                    self._mode = "start"
             self._beats[beat] = (beat_wall, beat_seconds)
             for old in [b for b in self._beats if b < beat - 2]:
                 del self._beats[old]
 
     def start(self) -> None:
-        if self._thread is None:
-            self._stop.clear()
-            self._started = time.monotonic()
-            self._send(bytes([0xFA]))
-            self._thread = start_thread("midi-clock-out", self._run)
+        """The transport starts (on a bar): Start goes out just before that bar's first tick."""
+        self._ask("start")
+
+    def continue_(self) -> None:
+        """The transport goes on (on a beat): Song Position Pointer and Continue before its first tick."""
+        self._ask("continue")
 
     def stop(self) -> None:
+        with self._lock:
+            if self._mode == "stopped":
+                return
+            self._mode = "stopped"
+        self._send(bytes([0xFC]))
+
+    def close(self) -> None:
+        self.stop()
+        self._closing.set()
+        self._wake.set()
         if self._thread is not None:
-            self._stop.set()
             self._thread.join()
             self._thread = None
-            self._send(bytes([0xFC]))
+
+    def _ask(self, mode: str) -> None:
+        with self._lock:
+            if self._mode == "running":
+                return
+            self._mode = mode
+            self._after = max(self._beats, default=0)      # the beats known now are stale
+        if self._thread is None:
+            self._thread = start_thread("midi-clock-out", self._run)
+        self._wake.set()
+
+    # -- the sending thread ---------------------------------------------------------
 
     def _run(self) -> None:
         position: tuple[int, int] | None = None        # (beat, tick) of the next tick to send
         generation = self._generation
-        while not self._stop.is_set():
+        while not self._closing.is_set():
             with self._lock:
-                beats = dict(self._beats)
+                beats, mode, after = dict(self._beats), self._mode, self._after
                 if generation != self._generation:
                     generation, position = self._generation, None
             now = time.monotonic()
-            latest = max(beats, default=None)
-            # the first tick after a start comes from a beat that has not ended before it
-            # (not the last beat before a stop, which the channels still hold)
-            if latest is None or (position is None and sum(beats[latest]) < self._started):
-                self._stop.wait(0.005)
+            if mode in ("start", "continue"):
+                target = self._target(beats, mode, after, now)
+                if target is not None:
+                    due = beats[target][0] if target in beats else _predicted(beats, target)[0]
+                    if due - now > 0.001:                # Start goes out 1 ms before the first tick
+                        wait = due - 0.001 - now
+                        if self.while_stopped and position is not None:
+                            wait = min(wait, self._tick_wait(beats, position, now, before=due))
+                        self._pause(min(wait, 0.05))
+                        position = self._free_tick(beats, position, now, before=due)
+                        continue
+                    self._begin(mode, target)
+                    position = (target, 0)
+                    continue
+            if mode == "running" or (self.while_stopped and mode != "running"):
+                position = self._tick(beats, position, now, free=mode != "running")
                 continue
-            if position is None or position[0] < latest - 1:
-                if position is not None:
-                    self.resyncs += 1                    # more than a beat behind: a long stall
-                position = _next_tick(latest, *beats[latest], now)
-            beat, tick = position
-            if beat in beats:
-                wall, length = beats[beat]
-            elif beat > latest:                          # not published yet: predicted from the latest
-                length = beats[latest][1]
-                wall = beats[latest][0] + (beat - latest) * length
-            else:                                        # a beat already gone: owed now
-                wall, length = now, 0.0
-            due = wall + tick * length / TICKS_PER_BEAT
-            if due > now + 0.0002:
-                if self._stop.wait(min(due - now, 0.1)):
-                    break
-                continue                                 # look again: the beats may have moved meanwhile
-            self._send(bytes([0xF8]))
-            self.lateness.append(time.monotonic() - due)
-            self.sent += 1
-            position = (beat, tick + 1) if tick + 1 < TICKS_PER_BEAT else (beat + 1, 0)
+            self._pause(0.05)
+
+    def _target(self, beats: dict[int, tuple[float, float]], mode: str, after: int, now: float) -> int | None:
+        """The beat a start or continue lands on: the first one played after the request (a
+        downbeat for a start) whose first tick can still be met within half a tick."""
+        fresh = sorted(b for b in beats if b > after)
+        if not fresh:
+            return None
+        beat = fresh[0]
+        while True:
+            wall, length = beats[beat] if beat in beats else _predicted(beats, beat)
+            downbeat = (beat - 1) % self.beats_per_bar == 0
+            if (mode == "continue" or downbeat) and wall >= now - length / TICKS_PER_BEAT / 2:
+                return beat
+            beat += 1
+
+    def _begin(self, mode: str, beat: int) -> None:
+        with self._lock:
+            if self._mode != mode:
+                return                           # stopped meanwhile
+            self._mode = "running"
+        if mode == "continue":
+            sixteenths = ((beat - 1) * 4) % 16384
+            self._send(bytes([0xF2, sixteenths & 0x7F, sixteenths >> 7]))
+            self._send(bytes([0xFB]))
+        else:
+            self._send(bytes([0xFA]))
+
+    def _tick(self, beats: dict[int, tuple[float, float]], position: tuple[int, int] | None, now: float,
+              free: bool = False) -> tuple[int, int] | None:
+        latest = max(beats, default=None)
+        if latest is None:
+            self._pause(0.005)
+            return position
+        if position is None or (not free and position[0] < latest - 1):
+            if position is not None:
+                self.resyncs += 1                    # more than a beat behind: a long stall
+            position = _next_tick(latest, *beats[latest], now)
+        beat, tick = position
+        wall, length = beats[beat] if beat in beats else _predicted(beats, beat)
+        if beat < latest and beat not in beats and not free:
+            wall, length = now, 0.0                  # a beat already gone: owed now
+        due = wall + tick * length / TICKS_PER_BEAT
+        if due > now + 0.0002:
+            self._pause(min(due - now, 0.1))
+            return position                          # look again: the beats may have moved meanwhile
+        self._send(bytes([0xF8]))
+        self.lateness.append(time.monotonic() - due)
+        self.sent += 1
+        return (beat, tick + 1) if tick + 1 < TICKS_PER_BEAT else (beat + 1, 0)
+
+    def _free_tick(self, beats: dict[int, tuple[float, float]], position: tuple[int, int] | None, now: float,
+                   before: float) -> tuple[int, int] | None:
+        """While stopped (and asked to), the ticks go on, but none within half a tick of `before`."""
+        if not self.while_stopped or position is None or not beats:
+            return position
+        wall, length = _predicted(beats, position[0])
+        due = wall + position[1] * length / TICKS_PER_BEAT
+        if due <= now and due < before - length / TICKS_PER_BEAT / 2:
+            return self._tick(beats, position, now, free=True)
+        return position
+
+    def _tick_wait(self, beats: dict[int, tuple[float, float]], position: tuple[int, int], now: float,
+                   before: float) -> float:
+        wall, length = _predicted(beats, position[0])
+        return max(0.0, wall + position[1] * length / TICKS_PER_BEAT - now)
+
+    def _pause(self, seconds: float) -> None:
+        if self._wake.wait(max(0.0, seconds)):
+            self._wake.clear()
+
+
+def _predicted(beats: dict[int, tuple[float, float]], beat: int) -> tuple[float, float]:
+    """Where a beat falls, from the nearest beat before it that is known (same length)."""
+    known = max((b for b in beats if b <= beat), default=min(beats))
+    wall, length = beats[known]
+    return wall + (beat - known) * length, length
 
 
 def _next_tick(beat: int, wall: float, length: float, now: float) -> tuple[int, int]:
