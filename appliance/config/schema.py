@@ -55,6 +55,12 @@ class EngineConfig:
 class ClockConfig:
     steps_per_beat: int = field(default=4, metadata=_range(1, 8))
     beats_per_bar: int = field(default=4, metadata=_range(1, 16))
+    # whose tempo and transport the box follows: its own, or incoming MIDI clock
+    sync: str = field(default="internal", metadata=_choice("internal", "midi"))
+
+    def layout_fields(self) -> tuple[int, int]:
+        """What Csound's clock is built with (a change restarts Csound; sync does not)."""
+        return self.steps_per_beat, self.beats_per_bar
 
 
 @dataclass(frozen=True)
@@ -62,7 +68,8 @@ class MidiConfig:
     backend: str = field(default="alsa", metadata=_choice("alsa", "jack", "sim"))
     ignore: tuple[str, ...] = ("Midi Through",)    # ports whose name contains one of these
     scan_seconds: float = field(default=1.0, metadata=_range(0.1, 10))
-    follow_clock: bool = False      # take tempo and start/stop from incoming MIDI clock
+    follow_clock: bool = False      # older name of [clock] sync = "midi"
+    clock_in: str = ""              # follow MIDI clock only from ports whose name contains this ("": any)
     clock_out: str = ""             # send MIDI clock to outputs whose name contains this ("": off)
     clock_out_while_stopped: bool = False   # keep ticking while stopped (receivers that show the tempo)
     sim_devices: tuple[str, ...] = ("Sim Controller",)   # plugged in the simulated backend at start
@@ -89,6 +96,10 @@ class Config:
     midi: MidiConfig = MidiConfig()
     gpio: GpioConfig = GpioConfig()
     params: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def follows_midi_clock(self) -> bool:
+        return self.clock.sync == "midi" or self.midi.follow_clock
 
     def clock_layout(self) -> ClockLayout:
         """What Csound's clock is built for: rates, steps and the tempo range."""

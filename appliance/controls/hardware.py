@@ -39,7 +39,7 @@ class Hardware:
         self.controls = Controls(registry, self.router,
                                  encoders={e.name: e for e in config.gpio.encoder},
                                  buttons={b.name: b for b in config.gpio.button},
-                                 follow_clock=config.midi.follow_clock)
+                                 follow_clock=config.follows_midi_clock, clock_in=config.midi.clock_in)
         self.backend = backends.create("sim" if simulate else config.midi.backend)
         if isinstance(self.backend, backends.SimBackend):
             for device in config.midi.sim_devices:

@@ -80,6 +80,7 @@ class Controls:
     encoders: Mapping[str, EncoderConfig] = field(default_factory=dict)
     buttons: Mapping[str, ButtonConfig] = field(default_factory=dict)
     follow_clock: bool = False
+    clock_in: str = ""               # only ports whose name contains this ("": any)
 
     def __post_init__(self) -> None:
         self.tap = TapTempo()
@@ -194,6 +195,8 @@ class Controls:
     def _clock(self, kind: str, event: MidiEvent) -> list[Effect]:
         if not self.follow_clock:
             return []
+        if self.clock_in and self.clock_in.lower() not in event.port.lower():
+            return []                    # another device's clock: following two would mix their tempos
         if kind == "tick":
             self.follower.tick(event.time)
             return []

@@ -39,14 +39,14 @@ def reconfigure(instrument: Instrument, new: Config) -> list[str]:
         if old.params.get(name) != value:
             instrument.inbox.submit(SetParam(name, value, "reload"))
             changed.append(f"params.{name}")
-    if old.midi != new.midi or old.gpio != new.gpio:
+    if old.midi != new.midi or old.gpio != new.gpio or old.clock.sync != new.clock.sync:
         _replace_hardware(instrument, new)
         changed.append("controls")
     if old.engine.lookahead_ms != new.engine.lookahead_ms:
         instrument.sequencer.lookahead = new.engine.lookahead_ms / 1000
         changed.append("engine.lookahead_ms")
     instrument.config = new
-    if old.audio != new.audio or old.clock != new.clock or orchestra_changed or \
+    if old.audio != new.audio or old.clock.layout_fields() != new.clock.layout_fields() or orchestra_changed or \
             old.engine.realtime_priority != new.engine.realtime_priority:
         _restart_engine(instrument)
         changed.append("engine restarted")
