@@ -127,3 +127,15 @@ def test_a_generator_knob_is_heard_on_every_step_beyond_the_guard(render):
         applied = at * sr + 256                                # the next control pass
         due = steps[dispatch > applied + 0.04 * sr]
         assert len(heard) and heard[0] <= round(due[0]) + 1, (at, heard[:2] / sr, due[0] / sr)
+
+
+def test_the_volume_starts_where_it_is_set_no_pop(render):
+    """The first click is as loud as the later ones, at any volume (Csound's port ignored a
+    negative start value, so the volume began at 0 dB: at -60 dB the first 10 ms were 50 dB hot)."""
+    from tests.conftest import CLICK_ONLY, ideal_beats
+
+    for volume in (-60, -6):
+        result = render(2.5, {**CLICK_ONLY, "volume": volume, "tempo": 120})
+        beats = ideal_beats(4, 120).astype(int)
+        peaks = [peak_dbfs(result.audio[b:b + 480]) for b in beats]
+        assert max(peaks) - min(peaks) <= 1.0, (volume, peaks)

@@ -59,12 +59,17 @@ opcode VoiceOut, 0, aaikk
   gaEchoR += aR * kecho
 endop
 
-; SmoothChannel: a control channel smoothed over ihtime seconds, starting at
-; the channel's current value (a plain port glides up from 0 at every start,
-; which would make every note begin dark or the output fade in).
+; SmoothChannel: a control channel smoothed over ihtime seconds (half-time),
+; starting at the channel's current value.  Written out rather than port: a
+; plain port glides up from 0 at every start, and port's initial value is
+; ignored when it is negative (Csound 6.18), so a volume in dB started at
+; 0 dB, a pop at every start.  The same one-pole filter as port.
 opcode SmoothChannel, k, Si
   Sname, ihtime xin
-  xout port(chnget:k(Sname), ihtime, chnget:i(Sname))
+  icoef = 1 - exp(-log(2) * ksmps / (ihtime * sr))
+  kvalue init chnget:i(Sname)
+  kvalue += (chnget:k(Sname) - kvalue) * icoef
+  xout kvalue
 endop
 
 ; VoiceDuration: the instance length a voice needs (seconds): its onset delay,
