@@ -252,7 +252,7 @@ PARAMETERS = Registry.of([
     _spec("perc", 0, 1, 0.5, "generator", doc="activity of the percussion"),
     _spec("seed", 0, 2**31 - 1, 1, "generator", step=1, doc="seed of the generator's randomness"),
     # the sound (control channels read by the orchestra)
-    _spec("volume", -60, 0, -6, "sound", unit="dB", doc="master volume"),
+    _spec("volume", -60, 0, -6, "sound", unit="dB", doc="master volume (the minimum, -60, is silence)"),
     _spec("brightness", 0, 1, 0.5, "sound", doc="filter opening of every voice"),
     _spec("reverb", 0, 1, 0.3, "sound", doc="reverb send"),
     _spec("echo", 0, 1, 0.2, "sound", doc="tempo-synced echo send"),

@@ -131,11 +131,18 @@ def test_a_generator_knob_is_heard_on_every_step_beyond_the_guard(render):
 
 def test_the_volume_starts_where_it_is_set_no_pop(render):
     """The first click is as loud as the later ones, at any volume (Csound's port ignored a
-    negative start value, so the volume began at 0 dB: at -60 dB the first 10 ms were 50 dB hot)."""
+    negative start value, so the volume began at 0 dB: at -60 dB the first click was 52 dB hot)."""
     from tests.conftest import CLICK_ONLY, ideal_beats
 
-    for volume in (-60, -6):
+    for volume in (-50, -6):
         result = render(2.5, {**CLICK_ONLY, "volume": volume, "tempo": 120})
         beats = ideal_beats(4, 120).astype(int)
         peaks = [peak_dbfs(result.audio[b:b + 480]) for b in beats]
         assert max(peaks) - min(peaks) <= 1.0, (volume, peaks)
+
+
+def test_the_volume_at_its_minimum_is_silence(render):
+    result = render(2, {"density": 1, "click": 1, "volume": -60})
+    assert np.max(np.abs(result.audio)) == 0.0                   # a mute, not -64 dBFS
+    louder = render(2, {"density": 1, "click": 1, "volume": -54})
+    assert -80 < peak_dbfs(louder.audio) < -40                    # and 6 dB above it, sound again

@@ -19,7 +19,9 @@ instr Master
   ; the voices mix to about -32 dBFS RMS; +9.5 dB of make-up puts the factory
   ; volume (-6 dB) near -22 dBFS RMS with the loudest peaks at the limiter
   imakeup = 3
-  kvolume = imakeup * ampdbfs(limit(SmoothChannel("volume", 0.02), -90, 0))
+  ; the volume's last 6 dB fade to nothing, so its minimum (-60 dB) is silence, a mute
+  kdb = limit(SmoothChannel("volume", 0.02), -60, 0)
+  kvolume = imakeup * ampdbfs(kdb) * min(1, (kdb + 60) / 6)
   ; DC and subsonics (a pulse wave's offset, filter drift) out: a causal
   ; one-pole filter with no delay, so no onset moves (dcblock2 would: it
   ; subtracts a moving average, delaying the signal by its length)
