@@ -210,3 +210,49 @@ def test_midi_clock_goes_out_at_24_ticks_a_beat(tmp_path):
     # still meet: with null audio, heard at once, the first bar's is gone before the loop runs)
     expected = (ticks[-1] - ticks[0]) / (60 / 150 / 24) + 1
     assert len(ticks) > 48 and abs(len(ticks) - expected) <= 3
+
+
+def test_a_midi_clock_master_is_followed_in_phase(tmp_path):
+    """A master at 127.37 BPM (the 0.1 BPM rounding drifted 2.6 ms per 20 s) starts while the
+    box plays: within 2 beats the box's clicks land on the master's beats, and stay there."""
+    path = tmp_path / "sync.toml"
+    path.write_text("[clock]\nsync = 'midi'\n[midi]\nsim_devices = ['Master']\n")
+    instrument = Instrument(config_module.load(path), {**CLICK_ONLY, "tempo": 100}, simulate=True)
+    take = tmp_path / "sync.wav"
+    instrument.open(RealtimeOutput(backend="null", realtime_priority=0))
+    instrument.perform(take)
+    sim = instrument.hardware.sim()
+    period, beats = 60 / 127.37, 14
+    master: list[float] = []                          # the master's beat times (wall clock)
+    walls: list[tuple[float, float]] = []             # (wall, audio seconds) to map our clicks
+
+    def play_master() -> None:
+        time.sleep(1.0)                                # the box plays on its own first
+        sim.send("Master", bytes([0xFA]))
+        start = time.monotonic() + 0.01
+        for tick in range(beats * 24):
+            due = start + tick * period / 24
+            while time.monotonic() < due:
+                time.sleep(min(0.001, max(0.0, due - time.monotonic())))
+            sim.send("Master", bytes([0xF8]))
+            if tick % 24 == 0:
+                master.append(time.monotonic())
+            walls.append((time.monotonic(), instrument.audio_time()))
+
+    thread = threading.Thread(target=play_master)
+    thread.start()
+    try:
+        instrument.run(1.0 + beats * period + 0.5, threading.Event())
+    finally:
+        thread.join()
+        instrument.close()
+    audio, rate = read_wav(take)
+    offset = min(wall - audio for wall, audio in walls)  # wall time of audio second 0 (lower envelope)
+    ours = [offset + sample / rate for sample in onsets(audio)]
+    errors = []
+    for beat in master[2:]:                              # locked within 2 beats of the Start
+        nearest = min(ours, key=lambda t: abs(t - beat))
+        errors.append(1000 * (nearest - beat))
+    assert len(errors) >= beats - 3
+    assert max(abs(e) for e in errors) <= 6.0, errors  # ms: on the master's beats, not drifting
+    assert instrument.report()["sync"] == "midi"

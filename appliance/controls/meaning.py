@@ -42,6 +42,11 @@ TAP_AVERAGE = 3              # intervals averaged
 Effect = SetParam | Action
 
 
+def _song_position(event: MidiEvent) -> int:
+    """A Song Position Pointer's position, in sixteenths."""
+    return event.data[1] | event.data[2] << 7
+
+
 class TapTempo:
     """Tempo from the intervals between taps: four taps 0.5 s apart give 120 BPM."""
 
@@ -193,6 +198,8 @@ class Controls:
         return effects
 
     def _clock(self, kind: str, event: MidiEvent) -> list[Effect]:
+        """Incoming MIDI clock: its ticks and place feed the follower (whose beats the
+        instrument's clock is steered onto), start, continue and stop drive the transport."""
         if not self.follow_clock:
             return []
         if self.clock_in and self.clock_in.lower() not in event.port.lower():
@@ -200,6 +207,11 @@ class Controls:
         if kind == "tick":
             self.follower.tick(event.time)
             return []
+        if kind == "position":
+            self.follower.song_position(_song_position(event))
+            return []
+        if kind == "start":
+            self.follower.start()
         source = f"MIDI clock {event.port}"
         return [Action(kind, 0, source, event.time)]      # start, continue or stop
 

@@ -159,6 +159,9 @@ instr Clock
   ; out).  Playing again resumes on the next beat, or with
   ; "transport_from_bar" = 1 on the next bar, at the earliest sample the
   ; clock can place (the start of the window).
+  ; "transport_restart" (a count) restarts the clock at sample "transport_at" on
+  ; beat "transport_at_beat" of a bar: an external clock's beat (MIDI Start)
+  krestartSeen init chnget:i("transport_restart")
   if chnget:k("transport") < 0.5 then
     kstopped = 1
   elseif kstopped == 1 then
@@ -167,12 +170,20 @@ instr Clock
     gkNextStep = ceil(gkNextStep / kalign) * kalign
     kpos = kwindow
     krestarts += 1
+  elseif chnget:k("transport_restart") != krestartSeen && chnget:k("transport_at") >= kwindow then
+    krestartSeen = chnget:k("transport_restart")
+    gkNextStep = ceil(gkNextStep / giBarSteps) * giBarSteps + chnget:k("transport_at_beat") * giStepsPerBeat
+    kpos = chnget:k("transport_at")
+    krestarts += 1
   endif
   while kstopped == 0 && kpos < kwindow + ksmps do
     kinBeat = gkNextStep % giStepsPerBeat
     if kinBeat == 0 then
       kbeatStart = kpos
-      kbeatLen = 60 * sr / limit(chnget:k("tempo"), giTempoMin, giTempoMax)
+      ; an external clock (MIDI clock) steers through "sync_tempo": the exact tempo
+      ; of this beat, nudged to land the next beat on the master's (0: not synced)
+      ksync = chnget:k("sync_tempo")
+      kbeatLen = 60 * sr / limit((ksync > 0 ? ksync : chnget:k("tempo")), giTempoMin, giTempoMax)
       kswing = limit(chnget:k("swing"), 50, 75) / 100
     endif
     konset = floor(kpos + 0.5)

@@ -30,6 +30,7 @@ from appliance.instrument.drivers import Driver, OfflineDriver, RealtimeDriver, 
 from appliance.instrument.loop import ControlLoop
 from appliance.instrument.reconfigure import reconfigure
 from appliance.instrument.scenario_player import ScenarioPlayer
+from appliance.instrument.sync import MidiSync
 from appliance.music.generator import Generator
 from appliance.music.sequencer import Sequencer
 from appliance.params import PARAMETERS, ParamStore
@@ -72,6 +73,7 @@ class Instrument:
         self.clock_restarts_seen = 0
         self._panics = 0
         self._clock_out: ClockOutFeed | None = None
+        self.midi_sync = MidiSync()
         self._final: tuple[reporting.Stats, dict[str, Any]] | None = None
 
     # -- starting and stopping -------------------------------------------
@@ -147,6 +149,7 @@ class Instrument:
         self.orchestra_text = orchestra.text
         if self._clock_out is not None:
             self._clock_out.restart()
+        self.midi_sync.restart()
         for spec in PARAMETERS:
             if spec.group != "generator":
                 self.engine.set_channel(spec.name, self.params.get(spec.name))

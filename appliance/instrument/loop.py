@@ -77,6 +77,7 @@ class ControlLoop:
         instrument.feed_clock_out(now)
         if instrument.threaded:
             instrument.watch_audio(now)
+            instrument.midi_sync.steer(instrument, now)
         self._run_jobs()
         instrument.log_messages()
 
@@ -100,8 +101,8 @@ class ControlLoop:
         """When the loop is next needed (monotonic seconds), if nothing wakes it sooner."""
         wake = now + min(self._step_seconds, MAX_SLEEP)
         instrument = self.instrument
-        if instrument.hardware.clock_out is not None:
-            wake = min(wake, now + CLOCK_OUT_SECONDS)
+        if instrument.hardware.clock_out is not None or instrument.hardware.controls.follow_clock:
+            wake = min(wake, now + CLOCK_OUT_SECONDS)      # both need the audio clock observed often
         held = instrument.hardware.controls.next_deadline()
         if held is not None:
             wake = min(wake, held)

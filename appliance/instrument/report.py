@@ -165,6 +165,8 @@ def report(instrument: Instrument, figures: Stats, controls: dict[str, Any]) -> 
         "transport": "playing" if figures.running else "stopped",
         "controls": controls,
         "loop_wakes": instrument.loop.wakes,
+        "sync": "midi" if instrument.config.follows_midi_clock else "internal",
+        "sync_error_ms": instrument.midi_sync.error_ms,
     }
 
 

@@ -246,6 +246,8 @@ class Service:
             "memory_locked": self.memory_locked,
             "presets": self.presets.names(),
             "loop_wakes": instrument.loop.wakes,
+            "sync": "midi" if instrument.config.follows_midi_clock else "internal",
+            "sync_error_ms": instrument.midi_sync.error_ms,
         }
 
     def status_line(self) -> str:

@@ -36,10 +36,49 @@ class ClockFollower:
         self.tempo: float | None = None
         self._updated: float | None = None
 
+        # where the master is in its song: the index of its next tick (0 = the first tick
+        # after Start, the first beat); None until a Start or a Song Position Pointer
+        self.next_index: int | None = None
+        self.starts = 0                    # Starts seen (the instrument lines its bars up after each)
+        self._indexed: deque[tuple[int, float]] = deque(maxlen=window)
+
     def tick(self, at: float) -> None:
         if self._ticks and at - self._ticks[-1] > self.timeout:
             self._ticks.clear()            # a pause or a new source: start a new fit
+            self._indexed.clear()
         self._ticks.append(at)
+        if self.next_index is not None:
+            self._indexed.append((self.next_index, at))
+            self.next_index += 1
+
+    def fresh(self, now: float) -> bool:
+        """True while ticks keep coming."""
+        return bool(self._ticks) and now - self._ticks[-1] <= self.timeout
+
+    def start(self) -> None:
+        """Start: the next tick is the first beat."""
+        self.next_index = 0
+        self.starts += 1
+        self._indexed.clear()
+
+    def song_position(self, sixteenths: int) -> None:
+        """Song Position Pointer: Continue goes on from here (6 ticks a sixteenth)."""
+        self.next_index = 6 * sixteenths
+        self.starts += 1                   # a new place: the bars are lined up again
+        self._indexed.clear()
+
+    def beat_times(self) -> tuple[float, float] | None:
+        """(wall time of the master's beat 0, seconds per beat), fitted through its last
+        ticks so one late tick moves it very little; None until it is known."""
+        if len(self._indexed) < TICKS_PER_BEAT // 2:
+            return None
+        n = len(self._indexed)
+        mean_i = sum(i for i, _ in self._indexed) / n
+        mean_t = sum(t for _, t in self._indexed) / n
+        num = sum((i - mean_i) * (t - mean_t) for i, t in self._indexed)
+        den = sum((i - mean_i) ** 2 for i, _ in self._indexed)
+        per_tick = num / den
+        return mean_t - per_tick * mean_i, per_tick * TICKS_PER_BEAT
 
     def update(self, now: float) -> float | None:
         """The smoothed tempo at `now` (None until enough ticks have come)."""

@@ -108,9 +108,10 @@ class Trigger:
 
 @dataclass(frozen=True)
 class Realtime:
-    """MIDI clock and transport: tick, start, continue, stop."""
+    """MIDI clock and transport: tick, start, continue, stop, position (Song Position Pointer)."""
 
     kind: str
+    value: int = 0                  # position: sixteenths from the song's start
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,8 @@ class Router:
             self.invalid += 1
             return []
         status = data[0]
+        if status == 0xF2 and len(data) == 3:
+            return [Realtime("position", data[1] | data[2] << 7)]
         if status >= 0xF0:
             return self._system(status)
         kind, channel = status & 0xF0, (status & 0x0F) + 1
