@@ -6,6 +6,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from appliance import config as config_module
 from appliance.controls.inbox import SetParam
@@ -212,9 +213,11 @@ def test_midi_clock_goes_out_at_24_ticks_a_beat(tmp_path):
     assert len(ticks) > 48 and abs(len(ticks) - expected) <= 3
 
 
-def test_a_midi_clock_master_is_followed_in_phase(tmp_path):
-    """A master at 127.37 BPM (the 0.1 BPM rounding drifted 2.6 ms per 20 s) starts while the
-    box plays: within 2 beats the box's clicks land on the master's beats, and stay there."""
+@pytest.mark.parametrize("how", ["start", "continue"])
+def test_a_midi_clock_master_is_followed_in_phase(tmp_path, how):
+    """A master at 127.37 BPM (the 0.1 BPM rounding drifted 2.6 ms per 20 s) starts (or, with a
+    Song Position Pointer, continues) while the box plays: within 2 beats the box's clicks land on
+    the master's beats, and stay there."""
     path = tmp_path / "sync.toml"
     path.write_text("[clock]\nsync = 'midi'\n[midi]\nsim_devices = ['Master']\n")
     instrument = Instrument(config_module.load(path), {**CLICK_ONLY, "tempo": 100}, simulate=True)
@@ -228,7 +231,8 @@ def test_a_midi_clock_master_is_followed_in_phase(tmp_path):
 
     def play_master() -> None:
         time.sleep(1.0)                                # the box plays on its own first
-        sim.send("Master", bytes([0xFA]))
+        # Start; or Continue from sixteenth 16 (beat 4: a downbeat again)
+        sim.send("Master", bytes([0xFA]) if how == "start" else bytes([0xF2, 16, 0, 0xFB]))
         start = time.monotonic() + 0.01
         for tick in range(beats * 24):
             due = start + tick * period / 24
