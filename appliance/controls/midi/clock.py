@@ -153,8 +153,9 @@ class ClockSender:
     So start() sends Start just before tick 0 of the first downbeat the clock
     plays after it is asked (the clock starts on a bar), and continue_() sends
     Song Position Pointer and Continue just before tick 0 of the first beat
-    played after it is asked.  A downbeat that can no longer be met within
-    half a tick gives way to the next bar's: no tick is bunched, none is lost.
+    played after it is asked.  A downbeat whose first tick can no longer go
+    out before its second is due gives way to the next bar's: no tick is
+    bunched, none is lost.
     With `while_stopped` the ticks go on while the transport is stopped, at
     the last tempo, as many receivers need to show it.
     """
@@ -253,7 +254,7 @@ class ClockSender:
 
     def _target(self, beats: dict[int, tuple[float, float]], mode: str, after: int, now: float) -> int | None:
         """The beat a start or continue lands on: the first one played after the request (a
-        downbeat for a start) whose first tick can still be met within half a tick."""
+        downbeat for a start) whose first tick can still be sent before its second is due."""
         fresh = sorted(b for b in beats if b > after)
         if not fresh:
             return None
@@ -261,7 +262,7 @@ class ClockSender:
         while True:
             wall, length = beats[beat] if beat in beats else _predicted(beats, beat)
             downbeat = (beat - 1) % self.beats_per_bar == 0
-            if (mode == "continue" or downbeat) and wall >= now - length / TICKS_PER_BEAT / 2:
+            if (mode == "continue" or downbeat) and wall >= now - length / TICKS_PER_BEAT:
                 return beat
             beat += 1
 
