@@ -20,7 +20,7 @@ from appliance.config.scenario import Scenario
 from appliance.config.schema import Config
 from appliance.controls.hardware import Hardware
 from appliance.controls.inbox import Command, Inbox
-from appliance.controls.midi.clock import ClockOutFeed
+from appliance.controls.midi.clock import AudioClockMap, ClockOutFeed
 from appliance.engine.engine import Engine, FileOutput, Output
 from appliance.engine.orchestra import Orchestra
 from appliance.engine.recorder import WavRecorder
@@ -73,6 +73,7 @@ class Instrument:
         self.clock_restarts_seen = 0
         self._panics = 0
         self._clock_out: ClockOutFeed | None = None
+        self.audio_clock = AudioClockMap()        # where samples fall on the wall clock (real time)
         self.midi_sync = MidiSync()
         self._final: tuple[reporting.Stats, dict[str, Any]] | None = None
 
@@ -147,8 +148,7 @@ class Instrument:
             self.orchestra = default
             self.orchestra_failed = True
         self.orchestra_text = orchestra.text
-        if self._clock_out is not None:
-            self._clock_out.restart()
+        self.audio_clock = AudioClockMap()        # a new engine counts its samples from 0
         self.midi_sync.restart()
         for spec in PARAMETERS:
             if spec.group != "generator":
@@ -187,23 +187,30 @@ class Instrument:
     def follow_clock_out(self) -> None:
         sender = self.hardware.clock_out
         heard_after = self.driver.heard_after if self.driver is not None else 0
-        self._clock_out = None if sender is None else ClockOutFeed(sender, self.layout.sample_rate, heard_after)
+        self._clock_out = None if sender is None else \
+            ClockOutFeed(sender, self.layout.sample_rate, heard_after, lambda: self.audio_clock)
 
     def start_clock_out(self) -> None:
         if self.hardware.clock_out is not None and self.transport:
             self.hardware.clock_out.start()
 
     def watch_audio(self, now: float) -> None:
+        """Real time: where the audio clock's samples fall on the wall clock (for MIDI clock
+        out and in), and whether it stalls."""
+        audio = self.audio_time()
+        if audio <= 0:
+            return                               # not performing yet: no sample to place
+        self.audio_clock.observe(now, audio)
         lag = reporting.audio_lag_ms(self)
-        if lag is not None and self.audio_time() > 0:
+        if lag is not None:
             self.audio_watch.observe(now, lag)
 
     def feed_clock_out(self, now: float) -> None:
         """Keep the MIDI clock sender on the beats Csound's clock publishes."""
         if self._clock_out is not None:
             channel = self.engine.channel
-            self._clock_out.observe(now, self.audio_time(), int(channel("clock_beats")),
-                                    channel("clock_beat_sample"), channel("clock_beat_length"))
+            self._clock_out.observe(int(channel("clock_beats")), channel("clock_beat_sample"),
+                                    channel("clock_beat_length"))
 
     # -- reading the clock -----------------------------------------------------------
 

@@ -74,9 +74,9 @@ class ControlLoop:
         self._inputs(now)
         self._apply()
         self._fill()
-        instrument.feed_clock_out(now)
         if instrument.threaded:
             instrument.watch_audio(now)
+            instrument.feed_clock_out(now)
             instrument.midi_sync.steer(instrument, now)
         self._run_jobs()
         instrument.log_messages()

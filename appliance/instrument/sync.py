@@ -4,7 +4,7 @@ Csound keeps owning the samples and places every note; Python never does.
 What Python changes is the length of the clock's next beat: the exact tempo
 in the "sync_tempo" channel, which the clock reads as each beat begins.
 Each pass of the loop looks at the beat the clock has just dispatched, when
-it will be heard (its sample on the wall clock, through AudioClockMap, one
+it will be heard (its sample on the wall clock, through the instrument's AudioClockMap, one
 output buffer later on a sound card), and at the master's beats (a line
 fitted through its last ticks, so its jitter does not wobble the groove).
 The beat that starts where ours ends is then made as long as it takes to
@@ -18,8 +18,6 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from appliance.controls.midi.clock import AudioClockMap
-
 if TYPE_CHECKING:
     from appliance.instrument.instrument import Instrument
 
@@ -32,26 +30,24 @@ ALIGN_AHEAD = 0.05        # a restart onto the master's beat is placed at least 
 class MidiSync:
     def __init__(self) -> None:
         self.error_ms: float | None = None       # our last beat against the master's (+: ours late)
-        self._audio_clock = AudioClockMap()
         self._written = 0.0
         self._restarts = 0
         self._aligned_to: int | None = None     # the master Start (its count) we restarted onto
         self._restart_at: float | None = None   # the sample of that restart, until the clock is there
 
     def restart(self) -> None:
-        """A new engine counts its samples from 0 again."""
-        self._audio_clock = AudioClockMap()
+        """A new engine: its channels start afresh."""
         self._written = 0.0
         self._aligned_to = self._restart_at = None
 
     def steer(self, instrument: Instrument, now: float) -> None:
         controls = instrument.hardware.controls
-        audio = instrument.audio_time()
-        if audio <= 0:
+        if not controls.follow_clock:
+            self._write(instrument, 0.0)             # once, after sync was turned off
             return
-        self._audio_clock.observe(now, audio)
-        fit = controls.follower.beat_times() if controls.follow_clock else None
-        if fit is None or not instrument.transport or not controls.follower.fresh(now):
+        fit = controls.follower.beat_times()
+        if fit is None or not instrument.transport or not controls.follower.fresh(now) or \
+                not instrument.audio_clock.observed:
             self._write(instrument, 0.0)             # not synced: the tempo parameter rules
             self.error_ms = None
             return
@@ -68,7 +64,7 @@ class MidiSync:
                 return                  # the clock's beats are still those from before the restart
             self._restart_at = None
         heard_after = instrument.driver.heard_after if instrument.driver is not None else 0
-        ours = self._audio_clock.wall((channel("clock_beat_sample") + length + heard_after) / rate)
+        ours = instrument.audio_clock.wall((channel("clock_beat_sample") + length + heard_after) / rate)
         theirs = beat_zero + round((ours - beat_zero) / period) * period
         error = ours - theirs
         self.error_ms = round(1000 * error, 2)
@@ -82,7 +78,7 @@ class MidiSync:
         rate = instrument.layout.sample_rate
         beat = max(0, math.ceil((now + ALIGN_AHEAD - beat_zero) / period))
         at = beat_zero + beat * period                                   # wall time, heard
-        sample = (at - self._audio_clock.wall(0.0)) * rate - heard_after
+        sample = (at - instrument.audio_clock.wall(0.0)) * rate - heard_after
         self._restarts += 1
         instrument.engine.set_channel("transport_at", sample)
         instrument.engine.set_channel("transport_at_beat", float(beat % instrument.layout.beats_per_bar))

@@ -130,6 +130,10 @@ class AudioClockMap:
         while self._lows[0][0] < now - self.window:
             self._lows.popleft()
 
+    @property
+    def observed(self) -> bool:
+        return bool(self._lows)
+
     def wall(self, audio_seconds: float) -> float:
         """The wall time at which Csound computes the audio at `audio_seconds`."""
         if not self._lows:
@@ -240,7 +244,7 @@ class ClockSender:
                     if due - now > 0.001:                # Start goes out 1 ms before the first tick
                         wait = due - 0.001 - now
                         if self.while_stopped and position is not None:
-                            wait = min(wait, self._tick_wait(beats, position, now, before=due))
+                            wait = min(wait, self._tick_wait(beats, position, now))
                         self._pause(min(wait, 0.05))
                         position = self._free_tick(beats, position, now, before=due)
                         continue
@@ -312,8 +316,7 @@ class ClockSender:
             return self._tick(beats, position, now, free=True)
         return position
 
-    def _tick_wait(self, beats: dict[int, tuple[float, float]], position: tuple[int, int], now: float,
-                   before: float) -> float:
+    def _tick_wait(self, beats: dict[int, tuple[float, float]], position: tuple[int, int], now: float) -> float:
         wall, length = _predicted(beats, position[0])
         return max(0.0, wall + position[1] * length / TICKS_PER_BEAT - now)
 
@@ -338,27 +341,21 @@ def _next_tick(beat: int, wall: float, length: float, now: float) -> tuple[int, 
 class ClockOutFeed:
     """Keeps a ClockSender on the beats Csound's clock publishes.
 
-    The control loop hands it, on each pass, how much audio Csound has
-    computed and the clock's latest beat (number, sample, length); it places
-    the beat on the wall clock where it is heard: its sample, plus the samples
-    between computing and hearing (one output buffer, -B, on a sound card).
+    The control loop hands it, on each pass, the clock's latest beat (number,
+    sample, length); it places the beat on the wall clock where it is heard:
+    its sample, plus the samples between computing and hearing (one output
+    buffer, -B, on a sound card), through the instrument's AudioClockMap.
     """
 
-    def __init__(self, sender: ClockSender, sample_rate: int, heard_after: int) -> None:
+    def __init__(self, sender: ClockSender, sample_rate: int, heard_after: int,
+                 audio_clock: Callable[[], AudioClockMap]) -> None:
         self.sender = sender
         self.sample_rate = sample_rate
         self.heard_after = heard_after
-        self._audio_clock = AudioClockMap()
+        self.audio_clock = audio_clock          # the current engine's map (a new engine, a new map)
 
-    def restart(self) -> None:
-        """A new engine counts its samples from 0 again."""
-        self._audio_clock = AudioClockMap()
-
-    def observe(self, now: float, audio_seconds: float, beat: int, beat_sample: float,
-                beat_length: float) -> None:
-        if audio_seconds <= 0:
-            return                               # not performing yet: no sample to place
-        self._audio_clock.observe(now, audio_seconds)
-        if beat > 0 and beat_length > 0:
+    def observe(self, beat: int, beat_sample: float, beat_length: float) -> None:
+        audio_clock = self.audio_clock()
+        if beat > 0 and beat_length > 0 and audio_clock.observed:
             heard = (beat_sample + self.heard_after) / self.sample_rate
-            self.sender.follow(beat, self._audio_clock.wall(heard), beat_length / self.sample_rate)
+            self.sender.follow(beat, audio_clock.wall(heard), beat_length / self.sample_rate)
