@@ -32,6 +32,21 @@ def test_the_unit_has_what_the_box_needs():
     assert "SupplementaryGroups" not in without_groups
 
 
+def test_the_unit_allows_ip_only_for_a_link_session(tmp_path):
+    """Link multicasts over UDP: the unit forbids IP unless the installed config plays in a session."""
+    closed = install.render_unit("appliance", Path("/opt/appliance"), [])
+    assert "RestrictAddressFamilies=AF_UNIX AF_NETLINK" in closed.splitlines()
+    opened = install.render_unit("appliance", Path("/opt/appliance"), [], network=True)
+    assert "RestrictAddressFamilies=AF_UNIX AF_NETLINK AF_INET AF_INET6" in opened.splitlines()
+    config = tmp_path / "appliance.toml"
+    config.write_text("[clock]\nsync = 'link'\n")
+    assert install._wants_network(config)
+    config.write_text("[clock]\nsync = 'midi'\n")
+    assert not install._wants_network(config)
+    config.write_text("[clock]\nsync = 'lnk'\n")              # a broken config: closed, `run` says why
+    assert not install._wants_network(config)
+
+
 def test_install_verify_and_uninstall_under_a_root(tmp_path):
     root = tmp_path / "root"
     done = appliance("install", "--root", str(root), "--name", "appliance-test")

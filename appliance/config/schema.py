@@ -55,8 +55,10 @@ class EngineConfig:
 class ClockConfig:
     steps_per_beat: int = field(default=4, metadata=_range(1, 8))
     beats_per_bar: int = field(default=4, metadata=_range(1, 16))
-    # whose tempo and transport the box follows: its own, or incoming MIDI clock
-    sync: str = field(default="internal", metadata=_choice("internal", "midi"))
+    # whose tempo and transport the box follows: its own, incoming MIDI clock, or an Ableton
+    # Link session on the LAN (which the box's knobs move too)
+    sync: str = field(default="internal", metadata=_choice("internal", "midi", "link"))
+    link_start_stop: bool = True    # Link: start and stop with the session (and start it)
 
     def layout_fields(self) -> tuple[int, int]:
         """What Csound's clock is built with (a change restarts Csound; sync does not)."""
@@ -99,7 +101,12 @@ class Config:
 
     @property
     def follows_midi_clock(self) -> bool:
-        return self.clock.sync == "midi" or self.midi.follow_clock
+        return self.sync == "midi"
+
+    @property
+    def sync(self) -> str:
+        """Whose clock the box follows (the older [midi] follow_clock = true means MIDI)."""
+        return "midi" if self.clock.sync == "internal" and self.midi.follow_clock else self.clock.sync
 
     def clock_layout(self) -> ClockLayout:
         """What Csound's clock is built for: rates, steps and the tempo range."""

@@ -16,6 +16,7 @@ from typing import Any
 from appliance.config.schema import Config
 from appliance.controls.gpio import Gpio
 from appliance.controls.inbox import Inbox
+from appliance.controls.link import LinkSession
 from appliance.controls.meaning import Controls
 from appliance.controls.midi import backends
 from appliance.controls.midi.clock import ClockSender
@@ -49,18 +50,24 @@ class Hardware:
         self.gpio_status = "GPIO: none configured"
         self.gpio_failed = False
         self.clock_out: ClockSender | None = None
+        self.link: LinkSession | None = None
+        self.link_status = "Ableton Link: off"
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
     # -- life cycle --------------------------------------------------------------
 
-    def open(self, threaded: bool) -> None:
+    def open(self, threaded: bool, tempo: float) -> None:
+        """Open the devices (and in real time their threads, MIDI clock out and Link, which
+        starts a session at `tempo` if it finds none to join)."""
         self._open_gpio()
         self.midi.scan()
         if self.config.midi.clock_out and threaded:
             self.clock_out = ClockSender(lambda data: self.midi.send(self.config.midi.clock_out, data),
                                          beats_per_bar=self.config.clock.beats_per_bar,
                                          while_stopped=self.config.midi.clock_out_while_stopped)
+        if self.config.sync == "link" and threaded:
+            self._open_link(tempo)
         if threaded:
             self._start("midi-scan", self._scan_loop)
             if getattr(self.backend, "polled", False):
@@ -73,6 +80,9 @@ class Hardware:
         self._threads.clear()
         if self.clock_out is not None:
             self.clock_out.close()
+        if self.link is not None:
+            self.link.close()
+            self.link = None
         self.midi.close()
         if self.gpio is not None:
             self.gpio.close()
@@ -91,6 +101,16 @@ class Hardware:
             self.gpio_failed = True
             self.gpio_status = f"GPIO unavailable: {exc}; encoders and buttons are off"
             log.warning("%s", self.gpio_status)
+
+    def _open_link(self, tempo: float) -> None:
+        clock = self.config.clock
+        try:
+            self.link = LinkSession(tempo, clock.beats_per_bar,
+                                    start_stop_sync=clock.link_start_stop)
+            self.link_status = f"Ableton Link: on, quantum {clock.beats_per_bar}"
+        except ApplianceError as exc:      # the box plays on its own clock, and says why
+            self.link_status = f"Ableton Link unavailable: {exc}"
+            log.warning("%s", self.link_status)
 
     def _start(self, name: str, target: Any) -> None:
         self._threads.append(start_thread(name, target))
@@ -141,6 +161,8 @@ class Hardware:
             "midi": self.midi.status,
             "devices": sorted(self.midi.inputs),
             "gpio": self.gpio_status,
+            "link": self.link_status,
+            "link_peers": self.link.peers if self.link is not None else None,
             "received": self.inbox.received,
             "dropped": self.inbox.dropped,
             "invalid": self.router.invalid,

@@ -160,20 +160,23 @@ instr Clock
   ; "transport_from_bar" = 1 on the next bar, at the earliest sample the
   ; clock can place (the start of the window).
   ; "transport_restart" (a count) restarts the clock at sample "transport_at" on
-  ; beat "transport_at_beat" of a bar: an external clock's beat (MIDI Start)
+  ; beat "transport_at_beat" of a bar: an external clock's beat (MIDI Start, a
+  ; Link bar).  It is checked before the plain start, so a start written with
+  ; a restart waits, silent, for that sample instead of playing at once.
   krestartSeen init chnget:i("transport_restart")
   if chnget:k("transport") < 0.5 then
     kstopped = 1
+  elseif chnget:k("transport_restart") != krestartSeen && chnget:k("transport_at") >= kwindow then
+    krestartSeen = chnget:k("transport_restart")
+    kstopped = 0
+    gkNextStep = ceil(gkNextStep / giBarSteps) * giBarSteps + chnget:k("transport_at_beat") * giStepsPerBeat
+    kpos = chnget:k("transport_at")
+    krestarts += 1
   elseif kstopped == 1 then
     kstopped = 0
     kalign = (chnget:k("transport_from_bar") >= 0.5 ? giBarSteps : giStepsPerBeat)
     gkNextStep = ceil(gkNextStep / kalign) * kalign
     kpos = kwindow
-    krestarts += 1
-  elseif chnget:k("transport_restart") != krestartSeen && chnget:k("transport_at") >= kwindow then
-    krestartSeen = chnget:k("transport_restart")
-    gkNextStep = ceil(gkNextStep / giBarSteps) * giBarSteps + chnget:k("transport_at_beat") * giStepsPerBeat
-    kpos = chnget:k("transport_at")
     krestarts += 1
   endif
   while kstopped == 0 && kpos < kwindow + ksmps do

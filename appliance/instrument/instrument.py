@@ -30,7 +30,7 @@ from appliance.instrument.drivers import Driver, OfflineDriver, RealtimeDriver, 
 from appliance.instrument.loop import ControlLoop
 from appliance.instrument.reconfigure import reconfigure
 from appliance.instrument.scenario_player import ScenarioPlayer
-from appliance.instrument.sync import MidiSync
+from appliance.instrument.sync import LinkSync, MidiSync
 from appliance.music.generator import Generator
 from appliance.music.sequencer import Sequencer
 from appliance.params import PARAMETERS, ParamStore
@@ -75,6 +75,7 @@ class Instrument:
         self._clock_out: ClockOutFeed | None = None
         self.audio_clock = AudioClockMap()        # where samples fall on the wall clock (real time)
         self.midi_sync = MidiSync()
+        self.link_sync = LinkSync()
         self._final: tuple[reporting.Stats, dict[str, Any]] | None = None
 
     # -- starting and stopping -------------------------------------------
@@ -90,9 +91,13 @@ class Instrument:
         self.driver = driver = driver_for(output)
         self.open_engine(driver)
         self.inbox.clock = driver.clock(self)
-        self.hardware.open(threaded=driver.threaded)
+        self.hardware.open(threaded=driver.threaded, tempo=self.params.get("tempo"))
+        if self.defers_start:
+            self.engine.set_channel("transport", 0.0)    # before the first sample: Link's bar starts it
         if self.hardware.gpio_failed:
             self.warnings.append(self.hardware.gpio_status)
+        if self.config.sync == "link" and driver.threaded and self.hardware.link is None:
+            self.warnings.append(self.hardware.link_status)
         self.follow_clock_out()
         self.loop.tick()
 
@@ -149,12 +154,13 @@ class Instrument:
             self.orchestra_failed = True
         self.orchestra_text = orchestra.text
         self.audio_clock = AudioClockMap()        # a new engine counts its samples from 0
-        self.midi_sync.restart()
+        self.midi_sync.lock.restart()
+        self.link_sync.lock.restart()
         for spec in PARAMETERS:
             if spec.group != "generator":
                 self.engine.set_channel(spec.name, self.params.get(spec.name))
         self.engine.set_channel("transport_from_bar", 1.0)
-        self.engine.set_channel("transport", 1.0 if self.transport else 0.0)
+        self.engine.set_channel("transport", 1.0 if self.transport and not self.defers_start else 0.0)
         self.engine.set_channel("panic", float(self._panics))
 
     def new_sequencer(self) -> Sequencer:
@@ -177,10 +183,24 @@ class Instrument:
     def set_transport(self, play: bool, from_bar: bool = True) -> None:
         self.transport = play
         self.engine.set_channel("transport_from_bar", 1.0 if from_bar else 0.0)
-        self.engine.set_channel("transport", 1.0 if play else 0.0)
+        if not (play and self.defers_start):
+            self.engine.set_channel("transport", 1.0 if play else 0.0)
         sender = self.hardware.clock_out
         if sender is not None:
             (sender.stop if not play else sender.start if from_bar else sender.continue_)()
+
+    @property
+    def defers_start(self) -> bool:
+        """In a Link session a start waits for the session's next bar: the phase lock
+        writes it (instrument/sync.py)."""
+        return self.hardware.link is not None
+
+    @property
+    def sync_error_ms(self) -> float | None:
+        """The last measured phase error against the clock followed (None: not following)."""
+        sync = self.config.sync
+        return self.link_sync.lock.error_ms if sync == "link" else \
+            self.midi_sync.lock.error_ms if sync == "midi" else None
 
     # -- MIDI clock out -----------------------------------------------------------
 

@@ -72,12 +72,15 @@ class ControlLoop:
         for command in instrument.inbox.take_commands():
             self.dispatch(command)
         self._inputs(now)
+        if instrument.threaded:
+            instrument.link_sync.exchange(instrument, now)
         self._apply()
         self._fill()
         if instrument.threaded:
             instrument.watch_audio(now)
             instrument.feed_clock_out(now)
             instrument.midi_sync.steer(instrument, now)
+            instrument.link_sync.steer(instrument, now)
         self._run_jobs()
         instrument.log_messages()
 
@@ -101,8 +104,9 @@ class ControlLoop:
         """When the loop is next needed (monotonic seconds), if nothing wakes it sooner."""
         wake = now + min(self._step_seconds, MAX_SLEEP)
         instrument = self.instrument
-        if instrument.hardware.clock_out is not None or instrument.hardware.controls.follow_clock:
-            wake = min(wake, now + CLOCK_OUT_SECONDS)      # both need the audio clock observed often
+        hardware = instrument.hardware
+        if hardware.clock_out is not None or hardware.controls.follow_clock or hardware.link is not None:
+            wake = min(wake, now + CLOCK_OUT_SECONDS)      # all need the audio clock observed often
         held = instrument.hardware.controls.next_deadline()
         if held is not None:
             wake = min(wake, held)

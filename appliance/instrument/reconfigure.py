@@ -39,7 +39,7 @@ def reconfigure(instrument: Instrument, new: Config) -> list[str]:
         if old.params.get(name) != value:
             instrument.inbox.submit(SetParam(name, value, "reload"))
             changed.append(f"params.{name}")
-    if old.midi != new.midi or old.gpio != new.gpio or old.clock.sync != new.clock.sync:
+    if old.midi != new.midi or old.gpio != new.gpio or old.clock != new.clock:
         _replace_hardware(instrument, new)
         changed.append("controls")
     if old.engine.lookahead_ms != new.engine.lookahead_ms:
@@ -59,7 +59,7 @@ def _replace_hardware(instrument: Instrument, config: Config) -> None:
     instrument.hardware.close()
     instrument.hardware = Hardware(config, instrument.inbox, simulate, PARAMETERS)
     instrument.hardware.restore_learned(learned)
-    instrument.hardware.open(threaded=instrument.threaded)
+    instrument.hardware.open(threaded=instrument.threaded, tempo=instrument.params.get("tempo"))
     instrument.follow_clock_out()
     instrument.start_clock_out()
 

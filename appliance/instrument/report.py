@@ -165,8 +165,9 @@ def report(instrument: Instrument, figures: Stats, controls: dict[str, Any]) -> 
         "transport": "playing" if figures.running else "stopped",
         "controls": controls,
         "loop_wakes": instrument.loop.wakes,
-        "sync": "midi" if instrument.config.follows_midi_clock else "internal",
-        "sync_error_ms": instrument.midi_sync.error_ms,
+        "sync": instrument.config.sync,
+        "sync_error_ms": instrument.sync_error_ms,
+        "link_peers": controls.get("link_peers"),
     }
 
 

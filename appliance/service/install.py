@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from appliance import paths
+from appliance.config import schema
 from appliance.errors import ApplianceError
 
 GROUPS = ("audio", "gpio")
@@ -67,9 +68,12 @@ def install(root: Path, name: str) -> list[str]:
         shutil.copyfile(paths.config_dir() / "appliance.toml", config)
         config.chmod(0o644)
         done.append(f"wrote the factory config to {config}")
+    network = _wants_network(config)
+    if network:
+        done.append("the config plays in an Ableton Link session: the unit allows IPv4 and IPv6 (UDP multicast)")
     unit = unit_path(root, name)
     unit.parent.mkdir(parents=True, exist_ok=True)
-    unit.write_text(render_unit(name, Path("/opt") / name, groups))
+    unit.write_text(render_unit(name, Path("/opt") / name, groups, network))
     unit.chmod(0o644)
     done.append(f"wrote {unit}")
     if live:
@@ -131,12 +135,22 @@ def unit_path(root: Path, name: str) -> Path:
     return root / "etc" / "systemd" / "system" / f"{name}.service"
 
 
-def render_unit(name: str, prefix: Path, groups: list[str]) -> str:
+def render_unit(name: str, prefix: Path, groups: list[str], network: bool = False) -> str:
+    """The unit for this box; `network`: it may open IPv4 and IPv6 sockets (Ableton Link)."""
     template = (paths.systemd_dir() / "appliance.service").read_text()
     unit = template.replace("@NAME@", name).replace("@PREFIX@", str(prefix))
+    unit = unit.replace("@NETWORK@", " AF_INET AF_INET6" if network else "")
     if groups:
         return unit.replace("@GROUPS@", " ".join(groups))
     return "\n".join(line for line in unit.splitlines() if "@GROUPS@" not in line) + "\n"
+
+
+def _wants_network(config: Path) -> bool:
+    """Does the installed config play in a Link session?  (Unreadable: no; `run` says why.)"""
+    try:
+        return schema.load(config).sync == "link"
+    except ApplianceError:
+        return False
 
 
 def _check(root: Path) -> bool:

@@ -246,8 +246,10 @@ class Service:
             "memory_locked": self.memory_locked,
             "presets": self.presets.names(),
             "loop_wakes": instrument.loop.wakes,
-            "sync": "midi" if instrument.config.follows_midi_clock else "internal",
-            "sync_error_ms": instrument.midi_sync.error_ms,
+            "sync": instrument.config.sync,
+            "sync_error_ms": instrument.sync_error_ms,
+            "link": instrument.hardware.link_status,
+            "link_peers": instrument.hardware.link.peers if instrument.hardware.link is not None else None,
         }
 
     def status_line(self) -> str:
