@@ -52,7 +52,9 @@ async def main(plan: dict, out: Path) -> None:
         before = time.monotonic()
         beat = link.beat
         after = time.monotonic()
-        readings.append([before, after, beat, link.tempo, link.playing, link.num_peers])
+        # and on Link's own clock (CLOCK_MONOTONIC_RAW, microseconds): beat and time read together
+        link_beat, link_time = link.beat, link.time / datetime.timedelta(microseconds=1)
+        readings.append([before, after, beat, link.tempo, link.playing, link.num_peers, link_time, link_beat])
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), 0.01)
     out.write_text(json.dumps({"readings": readings}))

@@ -172,6 +172,9 @@ def test_tempo_moves_both_ways_and_the_phase_holds(tmp_path, request):
     # (Link carries a tempo as whole microseconds a beat: 90 BPM arrives as 89.999955)
     peer_tempos = played.readings[:, 3]
     assert 127.37 in peer_tempos and abs(peer_tempos[-1] - 90.0) < 0.001   # the box moved the session
+    # ... and only then: it never wrote back what it was told (nor its 0.1 BPM rounding of it)
+    assert all(min(abs(t - wanted) for wanted in (120.0, 127.37, 90.0)) < 0.001 for t in peer_tempos), \
+        sorted(set(peer_tempos))
     box_tempos = np.array([t for _, t in played.tempos])
     # ... after the session moved it (the parameter shows 0.1 BPM; the clock plays the session's tempo)
     assert 127.4 in box_tempos and box_tempos[-1] == 90.0

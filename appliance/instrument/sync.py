@@ -179,14 +179,14 @@ class LinkSync:
         tempo, param = session.tempo, instrument.params.get("tempo")
         if abs(tempo - self._tempo) > TEMPO_SAME:        # the session moved: so does the box
             self._tempo = tempo
-            self._param = PARAMETERS.spec("tempo").clamp(tempo)
+            self._param = PARAMETERS.spec("tempo").clamp(tempo)   # (applied after this pass)
             instrument.loop.dispatch(SetParam("tempo", self._param, LINK, now))
+        elif self._joined and abs(param - self._param) > 1e-9:    # the box moved: so does the session
+            session.tempo = self._tempo = self._param = param
         if not self._joined:
             if not _settled(session, now):
                 return
             self._join(instrument, session, now)
-        elif abs(param - self._param) > 1e-9:             # the box moved: so does the session
-            session.tempo = self._tempo = self._param = param
         if session.start_stop:
             self._transport_both_ways(instrument, session, now)
 
