@@ -136,7 +136,7 @@ def test_the_box_joins_a_playing_session_stopped_at_its_tempo_then_plays_on_its_
     # tempo and play held (to Link's wire precision: whole microseconds a beat)
     assert np.all(np.abs(readings[:, 3] - 133.0) < 0.001) and set(readings[:, 4]) == {1.0}
     assert played.report["params"]["tempo"] == 133.0 and played.report["sync"] == "link"
-    assert played.report["link_peers"] == 1
+    assert played.report["link_peers"] == 1 and played.report["link_realigns"] == 0   # never lost the phase
     first = played.clicks[0]
     started = played.tempos[0][0] + 3.0
     assert started < first <= started + 0.1 + 4 * 60 / 133          # silent until started, then the next bar

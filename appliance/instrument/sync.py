@@ -47,7 +47,6 @@ class PhaseLock:
     def __init__(self, on_bar: bool) -> None:
         self.on_bar = on_bar
         self.error_ms: float | None = None       # our last beat against theirs (+: ours late)
-        self.errors = 0                          # phase errors measured (a count for the report)
         self._written = 0.0
         self._restarts = 0
         self._aligned_to: int | None = None     # the start (a count) we restarted onto
@@ -86,7 +85,6 @@ class PhaseLock:
         theirs = line.beat_zero + round((ours - line.beat_zero) / line.period) * line.period
         error = ours - theirs
         self.error_ms = round(1000 * error, 2)
-        self.errors += 1
         wanted = min(max(line.period - error, line.period * (1 - MAX_NUDGE)), line.period * (1 + MAX_NUDGE))
         self._write(instrument, 60.0 / wanted)
 
@@ -156,7 +154,7 @@ class LinkSync:
     def __init__(self) -> None:
         self.lock = PhaseLock(on_bar=True)
         self.starts = 0
-        self.realigns = 0
+        self.realigns = 0           # the session re-timed under the box (reported)
         self._session: LinkSession | None = None
         self._joined = False
         self._tempo = 0.0           # the session's tempo, last seen
