@@ -35,7 +35,10 @@ core loaded by stress-ng:
 Steady state excludes two beats after every start and tempo change; lock time
 is the beats from a start (or change) to the first click after which every
 click is within 1 ms.  The dummy server drops periods when this VM stalls
-(xruns): clicks within a second after one are reported apart.
+(xruns): clicks within a second after one are reported apart.  JACK's own
+baseline: how far its time of each period strays from the period's frame count
+(against the median of its second); clicks from 0.1 s before to 1 s after a
+period more than BASELINE_MS off are also reported apart ("jack_undisturbed").
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ CLICKS = {"click": 1, "click_level": 1, "density": 0, "reverb": 0, "echo": 0}
 SINK = "SyncSink"          # the receiver's port (the box's clock out)
 MASTER = "SyncMaster"      # the MIDI master's port (the box's clock in)
 LOCKED_MS = 1.0
+BASELINE_MS = 0.25         # a JACK cycle this far off its sample count is "disturbed" (jack_baseline)
 
 
 # -- helper processes --------------------------------------------------------------------
@@ -269,15 +273,44 @@ def _downbeat(audio: np.ndarray, onset: int, rate: int) -> bool:
     return int(np.count_nonzero(np.diff(np.signbit(mono)))) > 34
 
 
-def captured_clicks(path: Path) -> tuple[np.ndarray, np.ndarray, float]:
-    """Click onsets as JACK's capture saw them: CLOCK_MONOTONIC_RAW seconds; xruns (monotonic)."""
+def captured_clicks(path: Path) -> tuple[np.ndarray, np.ndarray, float, dict]:
+    """Click onsets as JACK's capture saw them: CLOCK_MONOTONIC_RAW seconds; xruns (monotonic);
+    JACK's own baseline (jack_baseline), its disturbed times made monotonic."""
     from appliance.engine.analysis import onsets
 
     data = np.load(path)
     found = onsets(data["audio"])
     period, offset = found // PERIOD, found % PERIOD
     times = data["times_us"][period] / 1e6 + offset / RATE
-    return times, data["xruns"], float(data["raw_minus_mono"])
+    raw_minus_mono = float(data["raw_minus_mono"])
+    baseline = jack_baseline(data["frames"], data["times_us"])
+    baseline["disturbed"] = baseline["disturbed"] - raw_minus_mono
+    return times, data["xruns"], raw_minus_mono, baseline
+
+
+def jack_baseline(frames: np.ndarray, times_us: np.ndarray) -> dict:
+    """How far JACK's own time of each period strays from its frame count (the sample clock
+    every mapping here inherits): each cycle's time against the median of its second.  On
+    this VM the dummy driver wakes late and drops periods; JACK's time estimate jumps there,
+    and so does any map of samples to wall time, the box's and the capture's alike.
+    Disturbed: cycles more than BASELINE_MS off."""
+    t = times_us / 1e6
+    deviation = t - (frames - frames[0]) / RATE
+    chunk = RATE // PERIOD                                    # cycles in a second
+    wander = np.empty_like(deviation)
+    for start in range(0, len(deviation), chunk):
+        piece = deviation[start:start + chunk]
+        wander[start:start + chunk] = piece - np.median(piece)
+    disturbed = t[np.abs(wander) * 1000 > BASELINE_MS]
+    return {"cycle_wander": stats(wander * 1000), "cycles_over_ms": int(disturbed.size), "disturbed": disturbed}
+
+
+def split_baseline(times: np.ndarray, errors: np.ndarray, steady: np.ndarray, disturbed: np.ndarray) -> dict:
+    """The steady clicks with no disturbed JACK cycle from 0.1 s before to 1 s after."""
+    near = np.zeros(len(times), dtype=bool)
+    for d in disturbed:
+        near |= (times >= d - 0.1) & (times < d + 1.0)
+    return stats(errors[steady & ~near])
 
 
 # -- measuring --------------------------------------------------------------------------
@@ -373,7 +406,7 @@ def run_link(seconds: float, tmp: Path) -> dict:
 
     clicks = box["clicks"]
     own = np.array([own_error(t) for t in clicks])
-    captured, xruns, raw_minus_mono = captured_clicks(tmp / "capture.npz")
+    captured, xruns, raw_minus_mono, baseline = captured_clicks(tmp / "capture.npz")
     independent = np.array([link_error(t) for t in captured])
     captured_mono = captured - raw_minus_mono
     # what moves the timeline: starts (the session's playing turning on) and tempo changes
@@ -394,13 +427,18 @@ def run_link(seconds: float, tmp: Path) -> dict:
                            float(period[min(len(period) - 1, int(np.searchsorted(mids, m)))])) for m in at]
 
     constant = float(np.median(independent[steady_mask(captured_mono)]))
+    disturbed = baseline.pop("disturbed")
     return {
         "box_xruns": box["report"]["xruns"], "peer_tempos": sorted({round(t, 3) for t in readings[:, 3]}),
         "starts_and_tempo_changes": len(moves),
-        "own_mapping": split_xruns(clicks, own, xruns, steady_mask(clicks)),
+        "jack_baseline": baseline,
+        "own_mapping": {**split_xruns(clicks, own, xruns, steady_mask(clicks)),
+                        "steady_jack_undisturbed": split_baseline(clicks, own, steady_mask(clicks), disturbed)},
         "independent_mapping": {
             "constant_offset_ms": round(constant, 3),
-            **split_xruns(captured_mono, independent - constant, xruns, steady_mask(captured_mono))},
+            **split_xruns(captured_mono, independent - constant, xruns, steady_mask(captured_mono)),
+            "steady_jack_undisturbed": split_baseline(captured_mono, independent - constant,
+                                                      steady_mask(captured_mono), disturbed)},
         "lock_beats_after_each_start": locks(turned_on),
         "lock_beats_after_each_tempo_change": locks(changed),
         "clock_out": clock_out(json.loads((tmp / "ticks.json").read_text()), clicks, box["downbeats"], period),
@@ -428,7 +466,8 @@ def run_midi(seconds: float, tmp: Path) -> dict:
     following = [t for t in clicks if beats.size and beats[0] - 0.1 <= t <= beats[-1] + 0.1]
     own = np.array([error(t, beats) for t in following])
     times = np.array(following)
-    captured, xruns, raw_minus_mono = captured_clicks(tmp / "capture.npz")
+    captured, xruns, raw_minus_mono, baseline = captured_clicks(tmp / "capture.npz")
+    disturbed = baseline.pop("disturbed")
     captured = captured[(captured >= raw_beats[0] - 0.1) & (captured <= raw_beats[-1] + 0.1)]
     independent = np.array([error(t, raw_beats) for t in captured])
     events = dict(played["events"][i] for i in range(len(played["events"])))
@@ -438,13 +477,17 @@ def run_midi(seconds: float, tmp: Path) -> dict:
         return ~np.any([(t >= m) & (t < m + 2.5 * period) for m in moves], axis=0)
 
     constant = float(np.median(independent[steady_mask(captured - raw_minus_mono)])) if independent.size else 0.0
+    captured_mono = captured - raw_minus_mono
     return {
         "box_xruns": box["report"]["xruns"],
-        "own_mapping": split_xruns(times, own, xruns, steady_mask(times)),
+        "jack_baseline": baseline,
+        "own_mapping": {**split_xruns(times, own, xruns, steady_mask(times)),
+                        "steady_jack_undisturbed": split_baseline(times, own, steady_mask(times), disturbed)},
         "independent_mapping": {
             "constant_offset_ms": round(constant, 3),
-            **split_xruns(captured - raw_minus_mono, independent - constant, xruns,
-                          steady_mask(captured - raw_minus_mono))},
+            **split_xruns(captured_mono, independent - constant, xruns, steady_mask(captured_mono)),
+            "steady_jack_undisturbed": split_baseline(captured_mono, independent - constant,
+                                                      steady_mask(captured_mono), disturbed)},
         "lock_beats_after_start": lock_beats(times, own, events["start"], events["stop"], period),
         "lock_beats_after_continue": lock_beats(times, own, events["continue"], float("inf"), period),
         "clock_out": clock_out(json.loads((tmp / "ticks.json").read_text()), clicks, box["downbeats"],
@@ -522,13 +565,19 @@ def main(argv: list[str] | None = None) -> int:
             result[load] = {"link": link, "midi": midi}
             for name, r in (("link", link), ("midi", midi)):
                 own, ind = r["own_mapping"]["steady"], r["independent_mapping"]["steady"]
+                quiet = r["independent_mapping"]["steady_jack_undisturbed"]
+                base = r["jack_baseline"]
                 out = r["clock_out"]
                 print(f"{load:6} {name}: own p50 {own.get('p50_ms')} p99 {own.get('p99_ms')} "
                       f"max {own.get('max_ms')} ms;"
                       f" independent p50 {ind.get('p50_ms')} p99 {ind.get('p99_ms')} max {ind.get('max_ms')} ms"
                       f" (offset {r['independent_mapping']['constant_offset_ms']} ms); xruns {r['box_xruns']};"
                       f" clock out: {out['beats_not_24']} of {out['beats_counted']} beats not 24,"
-                      f" first tick - downbeat {out['first_tick_minus_downbeat_ms']} ms", flush=True)
+                      f" first tick - downbeat {out['first_tick_minus_downbeat_ms']} ms;"
+                      f" JACK cycle wander p99 {base['cycle_wander'].get('p99_ms')} max"
+                      f" {base['cycle_wander'].get('max_ms')} ms, {base['cycles_over_ms']} cycles over {BASELINE_MS};"
+                      f" independent where JACK undisturbed p50 {quiet.get('p50_ms')} p99 {quiet.get('p99_ms')}"
+                      f" max {quiet.get('max_ms')} ({quiet.get('clicks')} clicks)", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=float) + "\n")
     plot(result, args.out.with_suffix(".png"))

@@ -445,3 +445,25 @@ def test_midi_clock_is_followed_only_from_the_chosen_device():
             rig.feed(MidiEvent("Synth 28:0", bytes([0xF8]), t_synth))
         rig.poll(t_drums)
     assert rig["tempo"] == pytest.approx(120, abs=1.0)
+
+
+@pytest.mark.parametrize("ppm", [-50.0, 0.0, 50.0])
+def test_midi_messages_are_stamped_when_they_arrived_not_when_taken(ppm):
+    # an hour of MIDI clock at 120 BPM, each taken from the port 0-3 ms after it arrived
+    # (a poll, a GIL wait); the port's clock runs `ppm` apart from ours
+    from appliance.controls.midi.backends import MessageClock
+
+    rng = random.Random(7)
+    clock, previous, worst_taken, worst_stamp = MessageClock(), None, 0.0, 0.0
+    for i in range(24 * 2 * 3600):
+        arrived = 100.0 + i * 0.5 / 24
+        taken = arrived + rng.uniform(0.0, 0.003)
+        delta = 0.0 if previous is None else (arrived - previous) * (1 + ppm * 1e-6)
+        previous = arrived
+        stamped = taken - clock.lag(delta, taken)
+        assert stamped <= taken
+        if i > 24 * 60:                      # a minute in: the best-taken messages have been seen
+            worst_taken = max(worst_taken, taken - arrived)
+            worst_stamp = max(worst_stamp, abs(stamped - arrived))
+    assert worst_taken > 0.0029              # what stamping by the taking time would have cost
+    assert worst_stamp < 0.0005              # 0.42 ms at +50 ppm (the upward creep), 0.23 at -50

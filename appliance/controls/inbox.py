@@ -165,8 +165,9 @@ class Inbox:
         self.received += 1
         self._wake.set()
 
-    def midi(self, port: str, data: bytes | list[int]) -> None:
-        self.put(MidiEvent(port, bytes(data), self.clock()))
+    def midi(self, port: str, data: bytes | list[int], at: float | None = None) -> None:
+        """`at`: when it arrived, if the device's backend knows better than now."""
+        self.put(MidiEvent(port, bytes(data), self.clock() if at is None else at))
 
     def encoder(self, name: str, direction: int) -> None:
         self.put(EncoderStep(name, direction, self.clock()))

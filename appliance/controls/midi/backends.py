@@ -80,6 +80,42 @@ UNSTICK_SECONDS = 0.5       # how often a JACK input is sent a lone End of SysEx
 QUEUE_SIZE = 4096           # messages rtmidi holds for a polled input between two polls (1 ms)
 
 
+class MessageClock:
+    """How long ago each message of one rtmidi port arrived.
+
+    The time a message is taken from the port (up to a poll later on JACK, a GIL wait
+    later on ALSA) is not when it came: MIDI clock in would lag and jitter by that.
+    rtmidi stamps every message with the time since the one before, taken where it
+    arrived (JACK's process cycle; ALSA's sequencer queue), so the sum of those deltas
+    is exact up to one unknown constant: when the port's first message came.  That
+    constant is at most (taken - sum) for every message, and equal to it for a message
+    taken at once; the smallest seen is kept, creeping upward by CREEP so a clock that
+    runs apart from ours (up to CREEP) is followed.  `taken` is read on CLOCK_MONOTONIC_RAW,
+    JACK's clock, so on JACK nothing drifts at all.  Measured on the JACK dummy driver
+    (rtmidi out to in, 2000 clock messages): arrival lag p50/p99 1.28/2.29 ms by the
+    taking time, 0.76/1.39 ms by these stamps (what remains is JACK delivering each
+    message in the cycle after it was sent).
+    """
+
+    CREEP = 100e-6              # seconds per second
+
+    def __init__(self) -> None:
+        self._sum = 0.0
+        self._anchor: float | None = None
+        self._taken = 0.0
+
+    def lag(self, delta: float, taken: float) -> float:
+        """Seconds between the message's arrival and `taken` (when it was taken, RAW)."""
+        self._sum += delta
+        candidate = taken - self._sum
+        if self._anchor is None:
+            self._anchor = candidate
+        else:
+            self._anchor = min(self._anchor + (taken - self._taken) * self.CREEP, candidate)
+        self._taken = taken
+        return max(0.0, taken - (self._anchor + self._sum))
+
+
 class _RtInput:
     """One input port.
 
@@ -101,6 +137,7 @@ class _RtInput:
         self.recovered = 0               # truncated SysEx whose swallowed messages were taken back
         self.queue_full = 0              # times rtmidi's queue was found full: messages were lost
         self._rt = rtmidi.MidiIn(rtapi=api, name=CLIENT, queue_size_limit=QUEUE_SIZE)
+        self._clock = MessageClock()
         self._unstick = None
         self._next_unstick = 0.0
         try:
@@ -114,7 +151,7 @@ class _RtInput:
                 destinations = set(self._unstick.get_ports())
             self._rt.open_port(ports.index(name), name=f"in {len(ports)}")
             if callback:
-                self._rt.set_callback(lambda message, _: self._deliver(inbox, message[0]))
+                self._rt.set_callback(lambda message, _: self._deliver(inbox, *message))
             if self._unstick is not None:
                 # our new input port is the one destination that was not there before
                 fresh = [i for i, port in enumerate(self._unstick.get_ports()) if port not in destinations]
@@ -130,7 +167,7 @@ class _RtInput:
     def poll_into(self, inbox: Inbox) -> None:
         taken = 0
         while self._rt is not None and (message := self._rt.get_message()) is not None:
-            self._deliver(inbox, message[0])
+            self._deliver(inbox, *message)
             taken += 1
         if taken >= QUEUE_SIZE - 1:          # rtmidi's ring keeps one slot free: this is full
             # rtmidi dropped what came after (and says so on stderr, once a message, from C++
@@ -144,16 +181,17 @@ class _RtInput:
                 self._next_unstick = now + UNSTICK_SECONDS
                 self._unstick.send_message([0xF7])
 
-    def _deliver(self, inbox: Inbox, message: list[int]) -> None:
+    def _deliver(self, inbox: Inbox, message: list[int], delta: float) -> None:
+        at = inbox.clock() - self._clock.lag(delta, time.clock_gettime(time.CLOCK_MONOTONIC_RAW))
         if message and message[0] == 0xF0:
             swallowed = salvage_sysex(bytes(message))
             if swallowed:
                 self.recovered += 1
             for part in swallowed:
-                inbox.midi(self.name, part)
+                inbox.midi(self.name, part, at)
             return
         if message and message[0] != 0xF7:
-            inbox.midi(self.name, message)
+            inbox.midi(self.name, message, at)
 
     def abandon(self) -> None:
         """Its server is gone: let go of it without touching JACK."""
