@@ -251,6 +251,12 @@ PARAMETERS = Registry.of([
     _spec("pad", 0, 1, 0.5, "generator", doc="chords held under the melody"),
     _spec("perc", 0, 1, 0.5, "generator", doc="activity of the percussion"),
     _spec("seed", 0, 2**31 - 1, 1, "generator", step=1, doc="seed of the generator's randomness"),
+    _spec("evolution", 0, 1, 0.6, "generator",
+          doc="how much the music is arranged over minutes: 0 a steady groove, 1 sections that build, "
+              "peak and break down, voices entering and leaving"),
+    _spec("section", 4, 64, 16, "generator", unit="bars", step=1, doc="bars per section"),
+    _spec("deja_vu", 0, 1, 0.4, "generator",
+          doc="the melody's and rhythms' loops: 0 always new, 0.5 locked, 1 shuffled within the loop"),
     # the sound (control channels read by the orchestra)
     _spec("volume", -60, 0, -6, "sound", unit="dB", doc="master volume (the minimum, -60, is silence)"),
     _spec("brightness", 0, 1, 0.5, "sound", doc="filter opening of every voice"),

@@ -22,9 +22,9 @@ START = 2 * KSMPS   # the clock's first beat
 
 # only the click: onsets are beats
 CLICK_ONLY = {"click": 1, "click_level": 1, "density": 0, "reverb": 0, "echo": 0}
-# only the percussion voice, on every step: onsets are steps
+# only the percussion voice, on every step: onsets are steps (no form: no section leaves it out)
 PERC_ONLY = {"click": 0, "density": 1, "lead": 0, "bass": 0, "pad": 0, "perc": 1,
-             "reverb": 0, "echo": 0, "dynamics": 0}
+             "reverb": 0, "echo": 0, "dynamics": 0, "evolution": 0, "deja_vu": 0.5}
 
 
 @dataclass

@@ -245,6 +245,14 @@ class Instrument:
     def clock_step(self) -> int:
         return int(self.engine.channel("clock_step"))
 
+    def music(self) -> dict[str, Any] | None:
+        """What the generator composed for the bar the clock is in: section, chord, scale..."""
+        if not self.engine.is_open:
+            return None
+        bar = max(0, self.clock_step() - 1) // self.generator.bar_steps
+        described = self.generator.describe(bar)
+        return None if described is None else {"bar": bar + 1, **described}
+
     def next_step_due(self) -> float:
         """Seconds until the clock dispatches its next step (negative: stopped, or now)."""
         samples = self.engine.channel("clock_step_dispatch") - self.engine.channel("time_samples")

@@ -169,6 +169,7 @@ def report(instrument: Instrument, figures: Stats, controls: dict[str, Any]) -> 
         "sync_error_ms": instrument.sync_error_ms,
         "link_peers": controls.get("link_peers"),
         "link_realigns": instrument.link_sync.realigns,
+        "music": instrument.music(),
     }
 
 

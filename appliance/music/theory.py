@@ -50,3 +50,14 @@ def next_roots(scale: tuple[int, ...], root_degree: int) -> tuple[tuple[int, flo
         return _PROGRESSIONS_7[root_degree % 7]
     n = len(scale)
     return tuple((d % n, 1.0) for d in _GENERIC_ROOTS if d % n != root_degree % n)
+
+
+def chord_name(scale: tuple[int, ...], tonic: int, root_degree: int) -> str:
+    """A triad's name, as a musician reads it off a lead sheet: "Bm", "F#dim", "C"."""
+    root = pitch(scale, tonic, root_degree)
+    third = pitch(scale, tonic, root_degree + 2) - root
+    fifth = pitch(scale, tonic, root_degree + 4) - root
+    quality = {(4, 7): "", (3, 7): "m", (3, 6): "dim", (4, 8): "aug"}.get((third, fifth), "")
+    if (third, fifth) not in {(4, 7), (3, 7), (3, 6), (4, 8)}:
+        quality = f"({third},{fifth})"          # scales without thirds (whole tone, pentatonic)
+    return NOTE_NAMES[root % 12] + quality

@@ -250,12 +250,16 @@ class Service:
             "sync_error_ms": instrument.sync_error_ms,
             "link": instrument.hardware.link_status,
             "link_peers": instrument.hardware.link.peers if instrument.hardware.link is not None else None,
+            "music": instrument.music(),
         }
 
     def status_line(self) -> str:
         s = self.status()
         safe = " SAFE MODE" if s["safe_mode"] else ""
-        return (f"{s['tempo']:.1f} BPM bar {s['bar']}:{s['beat']} notes {s['notes']} late {s['late_notes']} "
+        music = s["music"]
+        where = (f" {music['section']} {music['bar_in_section']}/{music['section_bars']} {music['chord']}"
+                 if music else "")
+        return (f"{s['tempo']:.1f} BPM bar {s['bar']}:{s['beat']}{where} notes {s['notes']} late {s['late_notes']} "
                 f"xruns {s['xruns']} CPU {s['cpu_percent']:.0f}%{safe}")
 
     def error(self, message: str) -> None:
