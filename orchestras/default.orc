@@ -29,7 +29,8 @@ opcode Pan, aa, ak
   xout asig * cos(kangle), asig * sin(kangle)
 endop
 
-; Metronome click: a cosine burst, so its first sample is at full level.
+; Metronome click: a cosine burst, so its first sample is at full level; its
+; exponential decay is shifted down to end at exactly 0 (no step at its end).
 instr Click
   idelay = p4
   iaccent = p5
@@ -37,7 +38,8 @@ instr Click
   idecay = 0.03
   p3 = VoiceDuration(idelay, idecay, 0)
   ifreq = (iaccent == 1 ? 2000 : 1400)
-  aenv expon 1, idecay, 0.001
+  aexp expon 1, idecay, 0.001
+  aenv = limit((aexp - 0.001) / 0.999, 0, 1)
   asig oscili 0.25 * ilevel * aenv, ifreq, giSine, 0.25
   VoiceOut asig, asig, idelay, 0, 0
 endin
@@ -86,7 +88,9 @@ instr Bass
   VoiceOut asig, asig, idelay, 0.08 * chnget:k("reverb"), 0
 endin
 
-; Pad: three detuned saws per note, slow swell, wide and wet.
+; Pad: three detuned saws per note, slow swell, wide and wet.  A chord is held
+; for bars: it counts its length in the clock's beats (so it follows the tempo)
+; and lets go when the pad or the density is turned to 0 (NoteHeld).
 instr Pad
   idelay = p4
   ifreq = cpsmidinn(p5)
@@ -95,9 +99,14 @@ instr Pad
   ipan = p8
   iattack = min(0.6, igate * 0.5)
   irelease = 1.5
-  p3 = VoiceDuration(idelay, igate, irelease)
+  ; long enough for a tempo that falls to a fifteenth (300 to 20 BPM); NoteHeld ends it sooner
+  p3 = VoiceDuration(idelay, igate * 15, irelease)
+  kheld NoteHeld igate, "pad"
+  aamp, kover HeldEnvelope iattack, igate - iattack, 0.8, irelease, kheld
+  if kover == 1 then
+    turnoff
+  endif
   kbright = SmoothChannel("brightness", 0.05)
-  aamp linseg 0, iattack, 1, igate - iattack, 0.8, irelease, 0
   a1 vco2 0.2, ifreq * 1.005
   a2 vco2 0.2, ifreq * 0.995
   a3 vco2 0.2, ifreq * 2.002, 2, 0.3

@@ -64,7 +64,7 @@ def test_the_instrument_falls_back_to_the_default_orchestra(tmp_path):
     assert instrument.orchestra == paths.default_orchestra()
     assert report["errors"][0].startswith(f"{tmp_path / 'bad.orc'}:2: ")
     assert report["errors"][0].endswith("playing the default orchestra instead")
-    assert report["notes"] > 10          # and it plays
+    assert report["notes"] > 0           # and it plays
 
 
 def _threads() -> tuple[set[int], set[str]]:

@@ -206,3 +206,13 @@ def test_status_describes_the_section_chord_scale_and_pattern():
     assert theory.chord_name(theory.SCALES["major"], 0, 0) == "C"
     assert theory.chord_name(theory.SCALES["major"], 0, 1) == "Dm"
     assert theory.chord_name(theory.SCALES["major"], 0, 6) == "Bdim"
+
+
+def test_returns_may_modulate_and_the_key_stays_near_the_root():
+    steady = [form.shape(4, bar, 0.0, 8).key for bar in range(0, 8 * 200, 8)]
+    assert set(steady) == {0}
+    moving = [form.shape(4, bar, 1.0, 8) for bar in range(0, 8 * 200, 8)]
+    keys = [s.key for s in moving]
+    assert len(set(keys)) >= 3 and all(-5 <= k <= 6 for k in keys)
+    for before, after in itertools.pairwise(moving):            # only a return changes the key
+        assert after.key == before.key or after.section == "return"

@@ -146,3 +146,66 @@ def test_the_volume_at_its_minimum_is_silence(render):
     assert np.max(np.abs(result.audio)) == 0.0                   # a mute, not -64 dBFS
     louder = render(2, {"density": 1, "click": 1, "volume": -54})
     assert -80 < peak_dbfs(louder.audio) < -40                    # and 6 dB above it, sound again
+
+
+# -- a sound with no faults, at the extremes (issue: flat tops, held chords, cut note ends) --
+
+def test_the_loudest_settings_never_flat_top_and_stay_below_minus_1_dbtp(render):
+    """The limiter takes each block's (estimated) true peak before the block is heard:
+    no flat top at the ceiling, true peak (4x oversampled) at most -1 dBTP."""
+    from appliance.engine.analysis import flat_topped, true_peak_dbtp
+
+    for params in (LOUDEST, {"tempo": 300, "volume": 0, "density": 1, "length": 8}, {"volume": 0}):
+        result = render(8, {**params, "evolution": 0})
+        assert flat_topped(result.audio) == 0, params
+        assert true_peak_dbtp(result.audio) <= -1.0, params
+        assert peak_dbfs(result.audio) > -4.0, params            # limited, not made quiet
+
+
+def test_everything_off_lets_a_held_chord_go_within_its_release_at_any_tempo(render):
+    """At 20 BPM with a chord every 8 bars a chord was held 86 s after everything was turned
+    off; now a held chord counts its length in beats and lets go with its voice."""
+    off = "{ density = 0, lead = 0, bass = 0, pad = 0, perc = 0 }"
+    for tempo in (20, 300):
+        result = render(10, {"tempo": tempo, "changes": 8, "pad": 1, "reverb": 0, "echo": 0, "evolution": 0},
+                        scenario=f"[[event]]\nat = 4.0\nset = {off}\n")
+        sr = result.sample_rate
+        assert peak_dbfs(result.audio[int(3 * sr):int(4 * sr)]) > -40, tempo     # it played
+        # the pad's release is 1.5 s; the last notes were sent a lookahead before
+        assert peak_dbfs(result.audio[int(6 * sr):]) < -100, tempo
+
+
+def test_a_chord_follows_the_clock_when_the_tempo_changes(render):
+    """A chord of 8 bars at 60 BPM (30.4 beats held, 30.4 s) whose tempo goes to 240 BPM after
+    4 s ends after 4 + 26.4 / 4 = 10.6 s, its release (1.5 s) done by 12.1 s; the transport
+    stops at 5 s so no other chord starts.  (Its length was fixed in seconds when it began.)"""
+    result = render(14, {"tempo": 60, "changes": 8, "pad": 1, "lead": 0, "bass": 0, "perc": 0,
+                         "reverb": 0, "echo": 0, "evolution": 0, "density": 1},
+                    scenario="[[event]]\nat = 4.0\nset = { tempo = 240 }\n"
+                             "[[event]]\nat = 5.0\ntransport = 'stop'\n")
+    sr = result.sample_rate
+    assert peak_dbfs(result.audio[int(9.0 * sr):int(10.0 * sr)]) > -40      # still held
+    assert peak_dbfs(result.audio[int(12.3 * sr):]) < -90                    # gone, on the clock's beats
+
+
+def test_note_ends_reach_zero_before_they_stop(render):
+    """Every note of the bass (300 BPM) and every click ends on its envelope, not by being
+    cut: where all is quiet (below -40 dBFS for 200 samples either side: a note's end, not an
+    onset) the waveform never bends by more than -70 dBFS from one sample to the next (second
+    difference).  Notes cut ~15 samples before their release ended stepped there by -61 dBFS
+    (the bass, measured with the old VoiceDuration) and the click by -62 dBFS."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    from tests.conftest import CLICK_ONLY
+
+    for params in ({"tempo": 300, "density": 1, "lead": 0, "pad": 0, "perc": 0, "bass": 1, "reverb": 0,
+                    "echo": 0, "evolution": 0, "hits": 3, "steps": 16},
+                   {**CLICK_ONLY, "tempo": 300}):
+        result = render(4, params)
+        assert result.report["notes"] > 5 or params.get("click") == 1
+        for x in result.audio.T:
+            centre = np.arange(200, len(x) - 200)                             # 200 samples either side
+            quiet = sliding_window_view(np.abs(x), 401).max(axis=1) < 10 ** (-40 / 20)
+            bend = np.abs(x[centre + 1] - 2 * x[centre] + x[centre - 1])
+            ends = bend[quiet]
+            assert ends.size > 0 and ends.max() < 10 ** (-70 / 20), (params, 20 * np.log10(ends.max()))

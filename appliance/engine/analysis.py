@@ -43,3 +43,81 @@ def onsets(signal: np.ndarray, threshold: float = 1e-3, silence: int = 200) -> n
 def peak_dbfs(signal: np.ndarray) -> float:
     peak = float(np.max(np.abs(signal))) if signal.size else 0.0
     return -np.inf if peak == 0 else 20 * np.log10(peak)
+
+
+# -- loudness, peaks and faults (tests and bench/music.py; pyloudnorm and scipy are test extras) --
+
+def loudness_lufs(signal: np.ndarray, rate: int) -> float:
+    """Integrated loudness (ITU-R BS.1770-4, gated), LUFS: pyloudnorm's meter."""
+    import pyloudnorm
+
+    meter = pyloudnorm.Meter(rate)
+    if signal.shape[0] < int(0.4 * rate):
+        return -np.inf
+    return float(meter.integrated_loudness(signal))
+
+
+def true_peak_dbtp(signal: np.ndarray, oversample: int = 4) -> float:
+    """True peak (BS.1770-4 annex 2: 4x oversampled peak), dBTP."""
+    from scipy.signal import resample_poly
+
+    if signal.size == 0:
+        return -np.inf
+    peak = float(np.max(np.abs(resample_poly(signal, oversample, 1, axis=0))))
+    return -np.inf if peak == 0 else 20 * np.log10(peak)
+
+
+def flat_topped(signal: np.ndarray, within_db: float = 0.5, level: float = 0.25) -> int:
+    """Samples at the signal's loudest (within `within_db` of its peak, and above `level`)
+    equal to the one before: a clipper's or a brick-wall limiter's flat top.  (A waveform's
+    own crest, a 24-bit value held for two samples, is rare and seldom at the peak.)"""
+    mono = signal if signal.ndim == 2 else signal[:, None]
+    if mono.size == 0:
+        return 0
+    top = max(level, float(np.max(np.abs(mono))) * 10 ** (-within_db / 20))
+    loud = np.abs(mono[1:]) >= top
+    return int(np.count_nonzero(loud & (mono[1:] == mono[:-1])))
+
+
+def rms_dbfs(signal: np.ndarray) -> float:
+    rms = float(np.sqrt(np.mean(np.square(signal)))) if signal.size else 0.0
+    return -np.inf if rms == 0 else 20 * np.log10(rms)
+
+
+def spectral_centroid_hz(signal: np.ndarray, rate: int, window: int = 4096) -> float:
+    """Power-weighted mean frequency over the whole signal (brightness)."""
+    mono = signal.mean(axis=1) if signal.ndim == 2 else signal
+    frames = len(mono) // window
+    if frames == 0:
+        return 0.0
+    power = np.abs(np.fft.rfft(mono[:frames * window].reshape(frames, window) * np.hanning(window))) ** 2
+    spectrum = power.sum(axis=0)
+    freqs = np.fft.rfftfreq(window, 1 / rate)
+    total = spectrum.sum()
+    return float((spectrum * freqs).sum() / total) if total > 0 else 0.0
+
+
+def bar_features(signal: np.ndarray, rate: int, bar_seconds: float) -> np.ndarray:
+    """One vector per bar: its chroma (12 pitch classes) and its spectral envelope (24 log
+    bands), each normalised, so that cosine similarity compares harmony and colour."""
+    mono = signal.mean(axis=1) if signal.ndim == 2 else signal
+    length = round(bar_seconds * rate)
+    count = len(mono) // length
+    window = 1 << int(np.ceil(np.log2(length)))
+    freqs = np.fft.rfftfreq(window, 1 / rate)
+    audible = (freqs >= 55) & (freqs <= 4000)
+    pitch_class = np.zeros(len(freqs), dtype=int)
+    pitch_class[audible] = np.round(12 * np.log2(freqs[audible] / 440.0) + 69).astype(int) % 12
+    edges = np.geomspace(40, min(16000, rate / 2 - 1), 25)
+    band = np.digitize(freqs, edges) - 1
+    features = []
+    for b in range(count):
+        piece = mono[b * length:(b + 1) * length]
+        power = np.abs(np.fft.rfft(piece * np.hanning(len(piece)), window)) ** 2
+        chroma = np.bincount(pitch_class[audible], weights=power[audible], minlength=12)
+        bands = np.array([power[band == i].sum() for i in range(24)])
+        bands = np.log10(bands + 1e-12)
+        bands -= bands.mean()
+        vector = np.concatenate([chroma / (np.linalg.norm(chroma) or 1), bands / (np.linalg.norm(bands) or 1)])
+        features.append(vector / (np.linalg.norm(vector) or 1))
+    return np.array(features)

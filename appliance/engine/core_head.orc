@@ -73,10 +73,63 @@ opcode SmoothChannel, k, Si
 endop
 
 ; VoiceDuration: the instance length a voice needs (seconds): its onset delay,
-; its gate and its release tail.
+; its gate and its release tail, and one k-cycle more.  Csound ends an instance
+; on a k-cycle boundary, and the release's last samples are still in VoiceOut's
+; delay line then: without the extra cycle a note's end was cut before its
+; envelope reached zero (a step of -56 dBFS measured at 300 BPM).
 opcode VoiceDuration, i, iii
   idelay, igate, irelease xin
-  xout idelay / sr + igate + irelease
+  xout (idelay + ksmps) / sr + igate + irelease
+endop
+
+; NoteHeld: 1 while a note should sound, 0 from when it should let go.  The gate
+; (seconds at the tempo the note began with) is counted in the clock's beats as
+; they come, so a chord held for bars follows the tempo; and a note lets go at
+; once when its voice (channel Svoice) or the density is turned to 0, so
+; "everything off" is silent within the voice's release, at any tempo.  Once 0
+; it stays 0.
+opcode NoteHeld, k, iS
+  igate, Svoice xin
+  itempo = chnget:i("clock_tempo")
+  itempo = (itempo > 0 ? itempo : chnget:i("tempo"))
+  ibeats = igate * itempo / 60
+  kbeats init 0
+  kheld init 1
+  ktempo = chnget:k("clock_tempo")
+  kbeats += (ktempo > 0 ? ktempo : itempo) / 60 * ksmps / sr
+  if kbeats >= ibeats || chnget:k(Svoice) <= 0 || chnget:k("density") <= 0 then
+    kheld = 0
+  endif
+  xout kheld
+endop
+
+; HeldEnvelope: attack to 1, decay to isustain, and from when kheld turns 0 a
+; linear release to exactly 0 over irelease seconds; kover turns 1 once VoiceOut's
+; delay line has played that out: the voice then turns itself off (turnoff inside
+; a UDO crashes Csound 6.18).  For voices whose length NoteHeld decides: set p3
+; long (VoiceDuration with a long gate) and turn off on kover.
+opcode HeldEnvelope, ak, iiiik
+  iattack, idecay, isustain, irelease, kheld xin
+  kenv init 0
+  kstage init 0                  ; 0 attack, 1 decay and sustain, 2 release, 3 done
+  kdone init 0
+  istep = ksmps / sr
+  if kheld == 0 && kstage < 2 then
+    kstage = 2
+    kfall = kenv * istep / irelease
+  endif
+  if kstage == 0 then
+    kenv = min(kenv + istep / iattack, 1)
+    kstage = (kenv >= 1 ? 1 : 0)
+  elseif kstage == 1 then
+    kenv = max(kenv - (1 - isustain) * istep / idecay, isustain)
+  elseif kstage == 2 then
+    kenv = max(kenv - kfall, 0)
+    kstage = (kenv <= 0 ? 3 : 2)
+  else
+    kdone += 1                  ; the delay line (< 2 k-cycles) plays out
+  endif
+  xout interp(kenv), (kdone > 2 ? 1 : 0)
 endop
 
 ; StepWrite: Python's way to hand the clock the notes of one step, ahead of

@@ -156,9 +156,9 @@ class Instrument:
         self.audio_clock = AudioClockMap()        # a new engine counts its samples from 0
         self.midi_sync.lock.restart()
         self.link_sync.lock.restart()
+        # every parameter, the generator's too: a held chord lets go when its voice is turned off
         for spec in PARAMETERS:
-            if spec.group != "generator":
-                self.engine.set_channel(spec.name, self.params.get(spec.name))
+            self.engine.set_channel(spec.name, self.params.get(spec.name))
         self.engine.set_channel("transport_from_bar", 1.0)
         self.engine.set_channel("transport", 1.0 if self.transport and not self.defers_start else 0.0)
         self.engine.set_channel("panic", float(self._panics))

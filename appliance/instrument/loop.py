@@ -185,10 +185,8 @@ class ControlLoop:
                 instrument.error(f"{change.source}: {exc}")
                 continue
             spec = PARAMETERS.spec(change.name)
-            if spec.group == "generator":
-                recompose = True
-            else:
-                instrument.engine.set_channel(spec.name, value)
+            recompose |= spec.group == "generator"
+            instrument.engine.set_channel(spec.name, value)     # held notes read the generator's too
             if self.on_applied is not None:
                 self.on_applied(change, time.monotonic())
             instrument.hardware.feedback(spec.name, value)

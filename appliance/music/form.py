@@ -6,7 +6,9 @@ sits, how bright and loud the notes are, each as an arc from the section's
 first bar to its last (a build rises, a breakdown thins out and comes back).
 The chain is a seeded walk over which kind may follow which, as a musician
 arranges: an intro builds, a build peaks, a peak breaks down or holds, a
-breakdown returns.  The last bar of a phrase has a fill.
+breakdown returns, and a return may come back in another key (up or down a
+fourth or a fifth mostly; the key stays within a tritone of the set root).
+The last bar of a phrase pair has a fill.
 
 `evolution` says how much of that is heard: 0 is the steady groove (every
 shape neutral), 1 the full arc.  In between, arcs are scaled and each planned
@@ -70,8 +72,9 @@ class Shape:
     register: float
     brightness: float
     loudness: float
-    fill: bool                   # last bar of a phrase: the percussion fills, the lead breathes
+    fill: bool                   # last bar of a phrase pair: the percussion fills
     response: bool               # the second phrase of a pair answers the first
+    key: int = 0                 # semitones from the set root (a section that modulated)
 
     @property
     def phrase_end(self) -> bool:
@@ -97,13 +100,14 @@ def shape(seed: int, bar: int, evolution: float, section_bars: int) -> Shape:
             planned = 1.0 - evolution              # an exit not taken: only thinned
         voices[name] = planned if planned == 0.0 else 1.0 + evolution * (planned - 1.0)
     fill = in_phrase == phrase_bars - 1 and (within == section_bars - 1 or phrase % 2 == 1)
+    key = _keys(seed, evolution, index // 100 + 1)[index]
     return Shape(kind.name, index, within, section_bars, phrase_bars, in_phrase,
                  density=1.0 + evolution * (_arc(kind.density, t) - 1.0),
                  voices=voices,
                  register=evolution * _arc(kind.register, t),
                  brightness=evolution * _arc(kind.brightness, t),
                  loudness=1.0 + evolution * (_arc(kind.loudness, t) - 1.0),
-                 fill=fill, response=phrase % 2 == 1)
+                 fill=fill, response=phrase % 2 == 1, key=key)
 
 
 def _arc(ends: tuple[float, float], t: float) -> float:
@@ -126,3 +130,23 @@ def _kinds(seed: int, blocks: int) -> tuple[str, ...]:
         names, weights = zip(*KINDS[kinds[-1]].follows, strict=True)
         kinds.append(rng.choices(names, weights)[0])
     return tuple(kinds)
+
+
+MODULATIONS = ((5, 3.0), (-5, 3.0), (7, 2.0), (2, 1.0), (-2, 1.0), (3, 1.0), (-3, 1.0))
+
+
+@lru_cache(maxsize=64)
+def _keys(seed: int, evolution: float, blocks: int) -> tuple[int, ...]:
+    """The key (semitones from the root, -5..6) of the first 100 * blocks sections: a return
+    modulates with probability `evolution`; every other section keeps the key before it."""
+    kinds = _kinds(seed, blocks)
+    keys = list(_keys(seed, evolution, blocks - 1)) if blocks > 1 else [0]
+    rng = random.Random(f"keys:{seed}:{blocks}")
+    while len(keys) < 100 * blocks:
+        key = keys[-1]
+        chance, (names, weights) = rng.random(), zip(*MODULATIONS, strict=True)
+        step = rng.choices(names, weights)[0]
+        if kinds[len(keys)] == "return" and chance < evolution:
+            key = (key + step + 5) % 12 - 5
+        keys.append(key)
+    return tuple(keys)

@@ -154,10 +154,13 @@ class Generator:
         bar = index // self.bar_steps
         s.shape = form.shape(s.seed, bar, params["evolution"], int(params["section"]))
         s.rest_from = self.bar_steps
-        if s.shape.phrase_end and params["evolution"] > 0:
-            # breathe: the lead rests over the last one to two beats of its phrase
-            s.rest_from = self.bar_steps - self.steps_per_beat * random.Random(
-                f"rest:{s.seed}:{bar}").choice((1, 1, 2))
+        evolution = params["evolution"]
+        if evolution > 0 and (s.shape.phrase_end or (s.shape.bar_in_phrase + 1) * 2 == s.shape.phrase_bars):
+            # breathe: the lead rests over the last beats of its phrase (1-3, more with more
+            # evolution), and for a beat halfway through it (a comma)
+            beats = 1 if not s.shape.phrase_end else random.Random(f"rest:{s.seed}:{bar}").choice(
+                (1, 2, 2, 3)[:2 + round(2 * evolution)])
+            s.rest_from = self.bar_steps - self.steps_per_beat * beats
         if index % self.bar_steps != 0:
             return                      # composing from mid-bar (a new seed): no bar change
         scale = theory.SCALES[_choice(params, "scale")]
@@ -180,7 +183,7 @@ class Generator:
         assert shape is not None
         scale_name = _choice(params, "scale")
         scale = theory.SCALES[scale_name]
-        tonic = int(params["root"])
+        tonic = int(params["root"]) + shape.key
         self.described[bar] = {
             "section": shape.section, "section_number": shape.section_index + 1,
             "bar_in_section": shape.bar_in_section + 1, "section_bars": shape.section_bars,
@@ -214,7 +217,7 @@ class Generator:
         shape = s.shape
         assert shape is not None
         scale = theory.SCALES[_choice(params, "scale")]
-        tonic = _tonic(int(params["root"]), int(params["register"]))
+        tonic = _tonic(int(params["root"]) + shape.key, int(params["register"]))
         in_bar = index % self.bar_steps
         weight = rhythm.metric_weight(in_bar)
         gate = params["length"] / self.steps_per_beat
