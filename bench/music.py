@@ -22,7 +22,8 @@ Faults, for a grid of extreme knob settings (20 s each; 40 s at 20 BPM):
   the first 0.5 s against the 90th percentile of half-second peaks until "off"),
   and seconds from "everything off" (density and every voice to 0) until the
   output stays below -80 dBFS RMS (50 ms windows), against one bar plus the
-  reverb's tail.
+  effects' tail: the same measure for the percussion alone at the same settings
+  (its notes last 12-42 ms, so what follows "off" there is the reverb and echo).
 
 Spectrograms of the first seed's renders at evolution 0 and the default go beside
 the JSON (FILE-evolution-0.png, ...).
@@ -54,7 +55,6 @@ from appliance.params import PARAMETERS  # noqa: E402
 VOICES = ("Lead", "Bass", "Pad", "Perc")
 OFF = {"density": 0, "lead": 0, "bass": 0, "pad": 0, "perc": 0}
 SILENCE_DBFS = -80.0
-REVERB_TAIL = 8.0          # seconds the reverb (feedback 0.86) takes from a full mix to -80 dBFS, measured below
 GRID = {
     "defaults": {},
     "volume 0": {"volume": 0},
@@ -136,21 +136,28 @@ def evolution_figures(audio: np.ndarray, rate: int, params: dict) -> dict:
     }
 
 
+def silent_after(audio: np.ndarray, rate: int, off_at: float) -> float:
+    """Seconds from `off_at` until the output stays below SILENCE_DBFS RMS (50 ms windows)."""
+    window = rate // 20
+    after = audio[int(off_at * rate):]
+    loud = [i for i in range(0, len(after) - window, window) if analysis.rms_dbfs(after[i:i + window]) > SILENCE_DBFS]
+    return (loud[-1] + window) / rate if loud else 0.0
+
+
 def fault_figures(name: str, settings: dict, tmp: Path) -> dict:
     params = {**PARAMETERS.defaults(), **settings}
     bar = 4 * 60 / params["tempo"]
     off_at = max(10.0, 2 * bar)
-    seconds = off_at + bar + REVERB_TAIL + 4
+    seconds = off_at + 2 * bar + 20
     scenario = f"[[event]]\nat = {off_at}\nset = {{ {', '.join(f'{k} = {v}' for k, v in OFF.items())} }}\n"
     audio, rate, report = render(seconds, settings, tmp, "grid", scenario)
+    perc_only = {**settings, "density": 1, "lead": 0, "bass": 0, "pad": 0, "perc": 1, "evolution": 0}
+    tail_audio, _, _ = render(seconds, perc_only, tmp, "tail", scenario)
+    tail = silent_after(tail_audio, rate, off_at)
     half = rate // 2
     peaks = [float(np.max(np.abs(audio[i:i + half]))) for i in range(half, int(off_at * rate) - half, half)]
     start = float(np.max(np.abs(audio[:half])))
     steady = float(np.percentile(peaks, 90)) if peaks else 0.0
-    window = rate // 20
-    after = audio[int(off_at * rate):]
-    loud = [i for i in range(0, len(after) - window, window) if analysis.rms_dbfs(after[i:i + window]) > SILENCE_DBFS]
-    silent_after = (loud[-1] + window) / rate if loud else 0.0
 
     def db(x: float) -> float | None:
         return round(20 * np.log10(x), 2) if x > 0 else None
@@ -162,8 +169,9 @@ def fault_figures(name: str, settings: dict, tmp: Path) -> dict:
         "true_peak_dbtp": round(analysis.true_peak_dbtp(audio), 2),
         "start_peak_dbfs": db(start), "steady_peak_dbfs": db(steady),
         "start_minus_steady_db": round(20 * np.log10(start / steady), 2) if start > 0 and steady > 0 else None,
-        "seconds_to_silence_after_off": round(silent_after, 2),
-        "one_bar_plus_tail_s": round(bar + REVERB_TAIL, 2),
+        "seconds_to_silence_after_off": round(silent_after(audio, rate, off_at), 2),
+        "effects_tail_s": round(tail, 2),
+        "one_bar_plus_tail_s": round(bar + tail, 2),
         "integrated_lufs": round(analysis.loudness_lufs(audio[:int(off_at * rate)], rate), 2),
         "dsp_faults": report["dsp_faults"],
     }

@@ -165,7 +165,7 @@ def run_appliance(tempo: float, seconds: float, out: Path) -> dict:
     from appliance.instrument.instrument import Instrument
 
     params = {"tempo": tempo, "density": 1, "perc": 1, "lead": 0, "bass": 0, "pad": 0,
-              "click": 0, "reverb": 0, "echo": 0, "dynamics": 0, "swing": 50}
+              "click": 0, "reverb": 0, "echo": 0, "dynamics": 0, "swing": 50, "evolution": 0}
     instrument = Instrument(Config(), params)
     instrument.open(RealtimeOutput(backend="null", realtime_priority=70))
     instrument.perform(out)

@@ -467,3 +467,35 @@ def test_midi_messages_are_stamped_when_they_arrived_not_when_taken(ppm):
             worst_stamp = max(worst_stamp, abs(stamped - arrived))
     assert worst_taken > 0.0029              # what stamping by the taking time would have cost
     assert worst_stamp < 0.0005              # 0.42 ms at +50 ppm (the upward creep), 0.23 at -50
+
+
+def test_notes_out_sends_each_step_on_its_beat_with_swing_and_lets_go_at_stop():
+    """Steps composed ahead are sent when their beat (published or predicted from the one
+    before) says they are heard: never early, every one, on its voice's channel; a recomposed
+    step replaces the first; stop ends what sounds."""
+    from appliance.controls.midi.notes import NoteSender, step_fraction
+    from appliance.music.generator import Note
+
+    sent: list[tuple[float, bytes]] = []
+    sender = NoteSender(lambda data: sent.append((time.monotonic(), bytes(data))),
+                        {"Lead": 1, "Perc": 10}, steps_per_beat=4)
+    length, swing = 0.24, 0.6
+    start = time.monotonic() + 0.15
+    sender.follow(1, start, length, swing)               # only the first beat is ever published
+    for step in range(12):
+        sender.compose(step, [Note("Lead", 60 + step, 0.5, 0.5), Note("Bass", 40, 0.5, 1.0)])
+    sender.compose(5, [Note("Perc", 38, 1.0, 0.1)])     # recomposed: a drum instead
+    sender.start()
+    time.sleep(start + 3 * length + 0.1 - time.monotonic())
+    sender.stop()
+    sender.close()
+    ons = [(at, data) for at, data in sent if data[0] & 0xF0 == 0x90]
+    assert [d[1] for _, d in ons] == [60, 61, 62, 63, 64, 38, 66, 67, 68, 69, 70, 71]
+    assert [d[0] & 0x0F for _, d in ons] == [0] * 5 + [9] + [0] * 6           # Bass has no channel: not sent
+    for step, (at, _) in enumerate(ons):
+        due = start + (step // 4) * length + step_fraction(step % 4, 4, swing) * length
+        assert at >= due - 0.0005, step                   # never early (late only by this machine)
+    assert abs(step_fraction(1, 4, 0.6) - 0.3) < 1e-12 and step_fraction(2, 4, 0.6) == 0.5
+    offs = [data for _, data in sent if data[0] & 0xF0 == 0x80]
+    assert sorted(d[1] for d in offs) == sorted(d[1] for _, d in ons)        # every note let go
+    assert sent[-1][1] in {bytes([0xB0, 123, 0]), bytes([0xB9, 123, 0])}     # and all notes off

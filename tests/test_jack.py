@@ -108,7 +108,7 @@ def test_no_midi_subsystem_keeps_playing_and_says_so(tmp_path):
     _out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     result = json.loads(report.read_text())
-    assert result["notes"] > 10
+    assert result["notes"] > 0
     if os.path.exists("/dev/snd/seq"):          # a machine with ALSA MIDI: it is found
         assert result["controls"]["midi"].startswith("MIDI (alsa): ")
     else:

@@ -209,3 +209,30 @@ def test_note_ends_reach_zero_before_they_stop(render):
             bend = np.abs(x[centre + 1] - 2 * x[centre] + x[centre - 1])
             ends = bend[quiet]
             assert ends.size > 0 and ends.max() < 10 ** (-70 / 20), (params, 20 * np.log10(ends.max()))
+
+
+def test_render_writes_the_notes_heard_as_a_midi_file(tmp_path):
+    """`render --midi`: every percussion onset in the WAV has its note-on in the MIDI file at
+    the same time (within a tick: 480 a beat), on the percussion's channel, with swing."""
+    import mido
+
+    from tests.conftest import PERC_ONLY
+
+    wav, mid = tmp_path / "out.wav", tmp_path / "out.mid"
+    sets = [f"--set={k}={v}" for k, v in {**PERC_ONLY, "tempo": 120, "swing": 60}.items()]
+    subprocess.run([sys.executable, "-m", "appliance", "render", "--seconds", "4", "--out", str(wav),
+                    "--midi", str(mid), *sets], check=True, capture_output=True)
+    audio, rate = read_wav(wav)
+    heard = onsets(audio) / rate
+    midi = mido.MidiFile(str(mid))
+    now, ons = 0.0, []
+    for message in midi:                       # iterating a file gives seconds (through its tempo)
+        now += message.time
+        if message.type == "note_on" and message.velocity > 0:
+            ons.append((now, message.channel))
+    assert len(heard) >= 28 and len(ons) >= len(heard) - 1       # the last step may end the render
+    tick = 60 / 120 / 480
+    for at in heard:
+        nearest = min(ons, key=lambda on: abs(on[0] - at))
+        assert abs(nearest[0] - at) <= tick, (at, nearest)
+        assert nearest[1] == 9                                     # channel 10: General MIDI drums

@@ -135,7 +135,7 @@ def test_a_flood_of_midi_never_grows_a_queue_nor_disturbs_the_sound(tmp_path):
     path = tmp_path / "flood.toml"
     path.write_text(CONTROLS)
     settings = config_module.load(path)
-    instrument = Instrument(settings, {"tempo": 137, "density": 1, "perc": 1, "lead": 0, "bass": 0,
+    instrument = Instrument(settings, {"tempo": 137, "density": 1, "perc": 1, "lead": 0, "bass": 0, "evolution": 0,
                                        "pad": 0, "reverb": 0, "echo": 0}, simulate=True)
     take = tmp_path / "flood.wav"
     instrument.open(RealtimeOutput(backend="null", realtime_priority=0))

@@ -73,17 +73,22 @@ def params(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def preset(args: argparse.Namespace) -> int:
+def preset(args: argparse.Namespace, kind: str = "preset") -> int:
     if args.action != "list" and not args.name:
-        raise ParamError(f"preset {args.action} needs a NAME")
-    result = _ask(args, cmd="preset", action=args.action, name=args.name)
+        raise ParamError(f"{kind} {args.action} needs a NAME")
+    result = _ask(args, cmd=kind, action=args.action, name=args.name)
     if args.action == "list":
-        print("\n".join(result["presets"]) if result["presets"] else "(no presets)")
+        print("\n".join(result[f"{kind}s"]) if result[f"{kind}s"] else f"(no {kind}s)")
     else:
-        print(f"{args.action}: {args.name}")
+        at_bar = f" (bar {result['at_bar']})" if result.get("at_bar") else ""
+        print(f"{args.action}: {args.name}{at_bar}")
         for warning in result.get("warnings", []):
             print(f"warning: {warning}", file=sys.stderr)
     return EXIT_OK
+
+
+def scene(args: argparse.Namespace) -> int:
+    return preset(args, "scene")
 
 
 def learn(args: argparse.Namespace) -> int:

@@ -143,6 +143,8 @@ def _render_arguments(render: argparse.ArgumentParser) -> None:
     _playing(render)
     render.add_argument("--seconds", type=_positive, required=True, metavar="N")
     render.add_argument("--out", type=_path, required=True, metavar="FILE.wav")
+    render.add_argument("--midi", type=_path, metavar="FILE.mid",
+                        help="also write the notes heard, as a Standard MIDI File (channels as [midi] says)")
     render.add_argument("--seed", type=int, metavar="N", help="the generator's seed (same as --set seed=N)")
 
 
@@ -229,6 +231,9 @@ _VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "preset": ("save, load, list or delete presets",
                _positionals("action", "name", action={"choices": ["save", "load", "list", "delete"]},
                             name={"nargs": "?"})),
+    "scene": ("save, recall (on the next bar line), list or delete scenes",
+              _positionals("action", "name", action={"choices": ["save", "recall", "list", "delete"]},
+                           name={"nargs": "?"})),
     "learn": ("map the next MIDI control moved to a parameter or action", _learn_arguments),
     "unlearn": ("forget the learned mappings to a parameter or action", _positionals("name")),
     "start": ("start playing on the next bar", _positionals()),

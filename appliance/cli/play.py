@@ -84,8 +84,9 @@ def render(args: argparse.Namespace) -> int:
     scenario = Scenario.load(args.scenario) if args.scenario else None
     overrides = _overrides(args.sets, args.seed)
     started = time.monotonic()
-    instrument = render_to(settings, args.out, args.seconds, overrides, scenario)
-    log.info("rendered %.1f s in %.2f s to %s", args.seconds, time.monotonic() - started, args.out)
+    instrument = render_to(settings, args.out, args.seconds, overrides, scenario, midi=args.midi)
+    log.info("rendered %.1f s in %.2f s to %s%s", args.seconds, time.monotonic() - started, args.out,
+             f" and {args.midi}" if args.midi else "")
     if args.report:
         write_json(args.report, instrument.report())
     return EXIT_OK

@@ -22,7 +22,8 @@ from appliance.engine.orchestra import ClockLayout
 from appliance.errors import ConfigError, ParamError, Problem
 from appliance.params import PARAMETERS, Registry, suggest
 
-BUTTON_ACTIONS = ("tap_tempo", "start_stop", "click", "preset_next", "preset_prev", "shift")
+BUTTON_ACTIONS = ("tap_tempo", "start_stop", "click", "preset_next", "preset_prev", "shift",
+                  "scene_next", "scene_prev", "temp")
 
 
 def _choice(*options: str) -> dict[str, Any]:
@@ -74,8 +75,19 @@ class MidiConfig:
     clock_in: str = ""              # follow MIDI clock only from ports whose name contains this ("": any)
     clock_out: str = ""             # send MIDI clock to outputs whose name contains this ("": off)
     clock_out_while_stopped: bool = False   # keep ticking while stopped (receivers that show the tempo)
+    notes_out: str = ""             # send the music's notes to outputs whose name contains this ("": off)
+    lead_channel: int = field(default=1, metadata=_range(1, 16))
+    bass_channel: int = field(default=2, metadata=_range(1, 16))
+    pad_channel: int = field(default=3, metadata=_range(1, 16))
+    perc_channel: int = field(default=10, metadata=_range(1, 16))    # General MIDI drums
     sim_devices: tuple[str, ...] = ("Sim Controller",)   # plugged in the simulated backend at start
     map: tuple[Mapping, ...] = ()
+
+
+def note_channels(midi: MidiConfig) -> dict[str, int]:
+    """The MIDI channel (1..16) of each voice's notes."""
+    return {"Lead": midi.lead_channel, "Bass": midi.bass_channel, "Pad": midi.pad_channel,
+            "Perc": midi.perc_channel}
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import logging
 import threading
 from typing import Any
 
-from appliance.config.schema import Config
+from appliance.config.schema import Config, note_channels
 from appliance.controls.gpio import Gpio
 from appliance.controls.inbox import Inbox
 from appliance.controls.link import LinkSession
@@ -22,6 +22,7 @@ from appliance.controls.midi import backends
 from appliance.controls.midi.clock import ClockSender
 from appliance.controls.midi.manager import MidiManager
 from appliance.controls.midi.mapping import Mapping, Router
+from appliance.controls.midi.notes import NoteSender
 from appliance.engine.rtprio import raise_this_thread, start_thread
 from appliance.errors import ApplianceError
 from appliance.params import Registry
@@ -50,6 +51,7 @@ class Hardware:
         self.gpio_status = "GPIO: none configured"
         self.gpio_failed = False
         self.clock_out: ClockSender | None = None
+        self.notes_out: NoteSender | None = None
         self.link: LinkSession | None = None
         self.link_status = "Ableton Link: off"
         self._stop = threading.Event()
@@ -66,6 +68,9 @@ class Hardware:
             self.clock_out = ClockSender(lambda data: self.midi.send(self.config.midi.clock_out, data),
                                          beats_per_bar=self.config.clock.beats_per_bar,
                                          while_stopped=self.config.midi.clock_out_while_stopped)
+        if self.config.midi.notes_out and threaded:
+            self.notes_out = NoteSender(lambda data: self.midi.send(self.config.midi.notes_out, data),
+                                        note_channels(self.config.midi), self.config.clock.steps_per_beat)
         if self.config.sync == "link" and threaded:
             self._open_link(tempo)
         if threaded:
@@ -80,6 +85,9 @@ class Hardware:
         self._threads.clear()
         if self.clock_out is not None:
             self.clock_out.close()
+        if self.notes_out is not None:
+            self.notes_out.close()
+            self.notes_out = None
         if self.link is not None:
             self.link.close()
             self.link = None
@@ -128,10 +136,10 @@ class Hardware:
             self.midi.poll()
 
     def _wants_output(self, port: str) -> bool:
-        """Open an output only if something will be sent to it: feedback or clock."""
-        clock = self.config.midi.clock_out
-        if clock and clock.lower() in port.lower():
-            return True
+        """Open an output only if something will be sent to it: feedback, clock or notes."""
+        for wanted in (self.config.midi.clock_out, self.config.midi.notes_out):
+            if wanted and wanted.lower() in port.lower():
+                return True
         return any(m.feedback and (m.device is None or m.device.lower() in port.lower())
                    for m in self.router.mappings)
 

@@ -128,9 +128,12 @@ class Unlearn:
 
 @dataclass(frozen=True)
 class LoadPreset:
+    """Load a stored set of parameters: a preset at once, a scene on the next bar line."""
+
     name: str
     source: str
     reply: Reply | None = field(default=None, compare=False)
+    kind: str = "preset"
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,7 @@ class Controls:
         self._encoder_state: dict[str, _EncoderState] = {}
         self._button_state: dict[str, _ButtonState] = {}
         self._shift_sources: set[str] = set()
+        self._temp_sources: set[str] = set()      # MIDI notes holding TEMP
         self.learned: list = []
         self.ignored_bounces = 0
 
@@ -183,6 +184,9 @@ class Controls:
             elif isinstance(routed, Trigger):
                 if routed.action == "shift":
                     self._shift_sources.add(f"midi:{event.port}:{routed.mapping}")
+                elif routed.action == "temp":
+                    self._temp_sources.add(f"midi:{event.port}:{routed.mapping}")
+                    effects.append(Action("temp", 1, f"MIDI {event.port}", event.time))
                 else:
                     effects += self._action(routed.action, routed.argument, f"MIDI {event.port}", event.time)
             elif isinstance(routed, Learned):
@@ -195,6 +199,9 @@ class Controls:
         released = kind == 0x80 or (kind == 0x90 and len(event.data) > 2 and event.data[2] == 0)
         if self._shift_sources and released:
             self._shift_sources = {s for s in self._shift_sources if not s.startswith(f"midi:{event.port}:")}
+        if released and any(s.startswith(f"midi:{event.port}:") for s in self._temp_sources):
+            self._temp_sources = {s for s in self._temp_sources if not s.startswith(f"midi:{event.port}:")}
+            effects.append(Action("temp", 0, f"MIDI {event.port}", event.time))     # TEMP let go
         return effects
 
     def _clock(self, kind: str, event: MidiEvent) -> list[Effect]:
@@ -266,6 +273,8 @@ class Controls:
             else:
                 self._shift_sources.discard(source)
             return []
+        if config.action == "temp":                     # held: press and release both count
+            return [Action("temp", 1 if event.pressed else 0, source, event.time)]
         if event.pressed:
             state.since, state.long_fired = event.time, False
             return [] if config.long_action else self._action(config.action, 0, source, event.time)

@@ -253,6 +253,7 @@ instr Clock
       chnset kbeat + 1, "clock_beats"
       chnset kpos, "clock_beat_sample"
       chnset kbeatLen, "clock_beat_length"
+      chnset kswing, "clock_beat_swing"
     endif
     ; take the step from the ring if Python delivered it, else keep last bar's
     kplayed = (gkNextStep % giBarSteps) * giFields

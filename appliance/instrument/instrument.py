@@ -17,10 +17,11 @@ from typing import Any
 
 from appliance import paths
 from appliance.config.scenario import Scenario
-from appliance.config.schema import Config
+from appliance.config.schema import Config, note_channels
 from appliance.controls.hardware import Hardware
 from appliance.controls.inbox import Command, Inbox
 from appliance.controls.midi.clock import AudioClockMap, ClockOutFeed
+from appliance.controls.midi.notes import NoteRecorder
 from appliance.engine.engine import Engine, FileOutput, Output
 from appliance.engine.orchestra import Orchestra
 from appliance.engine.recorder import WavRecorder
@@ -31,9 +32,10 @@ from appliance.instrument.loop import ControlLoop
 from appliance.instrument.reconfigure import reconfigure
 from appliance.instrument.scenario_player import ScenarioPlayer
 from appliance.instrument.sync import LinkSync, MidiSync
-from appliance.music.generator import Generator
+from appliance.music.generator import Generator, Note
 from appliance.music.sequencer import Sequencer
 from appliance.params import PARAMETERS, ParamStore
+from appliance.service.atomic import write_bytes
 
 log = logging.getLogger("appliance")
 
@@ -77,6 +79,7 @@ class Instrument:
         self.midi_sync = MidiSync()
         self.link_sync = LinkSync()
         self._final: tuple[reporting.Stats, dict[str, Any]] | None = None
+        self.note_recorder: NoteRecorder | None = None   # offline: the notes for a MIDI file
 
     # -- starting and stopping -------------------------------------------
 
@@ -164,8 +167,17 @@ class Instrument:
         self.engine.set_channel("panic", float(self._panics))
 
     def new_sequencer(self) -> Sequencer:
-        return Sequencer(self.generator, self.engine, lookahead=self.config.engine.lookahead_ms / 1000,
-                         guard=GUARD_SECONDS, ring_size=self.layout.ring_size, max_notes=self.layout.max_notes)
+        sequencer = Sequencer(self.generator, self.engine, lookahead=self.config.engine.lookahead_ms / 1000,
+                              guard=GUARD_SECONDS, ring_size=self.layout.ring_size, max_notes=self.layout.max_notes)
+        sequencer.listeners.append(self._composed)
+        return sequencer
+
+    def _composed(self, step: int, notes: list[Note]) -> None:
+        """A step sent to the clock: MIDI out of the notes (live) or the MIDI file (offline)."""
+        if self.hardware.notes_out is not None:
+            self.hardware.notes_out.compose(step, notes)
+        if self.note_recorder is not None:
+            self.note_recorder.compose(step, notes)
 
     # -- changing while it plays (the control loop only) ---------------------
 
@@ -188,6 +200,9 @@ class Instrument:
         sender = self.hardware.clock_out
         if sender is not None:
             (sender.stop if not play else sender.start if from_bar else sender.continue_)()
+        notes = self.hardware.notes_out
+        if notes is not None:
+            (notes.start if play else notes.stop)()
 
     @property
     def defers_start(self) -> bool:
@@ -213,6 +228,8 @@ class Instrument:
     def start_clock_out(self) -> None:
         if self.hardware.clock_out is not None and self.transport:
             self.hardware.clock_out.start()
+        if self.hardware.notes_out is not None and self.transport:
+            self.hardware.notes_out.start()
 
     def watch_audio(self, now: float) -> None:
         """Real time: where the audio clock's samples fall on the wall clock (for MIDI clock
@@ -226,11 +243,26 @@ class Instrument:
             self.audio_watch.observe(now, lag)
 
     def feed_clock_out(self, now: float) -> None:
-        """Keep the MIDI clock sender on the beats Csound's clock publishes."""
+        """Keep the MIDI clock and note senders on the beats Csound's clock publishes."""
+        notes = self.hardware.notes_out
+        if self._clock_out is None and notes is None:
+            return
+        channel = self.engine.channel
+        beat, sample, length = int(channel("clock_beats")), channel("clock_beat_sample"), channel("clock_beat_length")
         if self._clock_out is not None:
+            self._clock_out.observe(beat, sample, length)
+        if notes is not None and beat > 0 and length > 0 and self.audio_clock.observed and self.driver is not None:
+            rate = self.layout.sample_rate
+            notes.follow(beat, self.audio_clock.wall((sample + self.driver.heard_after) / rate), length / rate,
+                         channel("clock_beat_swing"))
+
+    def record_notes(self) -> None:
+        """Offline: hand the MIDI file's recorder the beat the clock last dispatched."""
+        if self.note_recorder is not None:
             channel = self.engine.channel
-            self._clock_out.observe(int(channel("clock_beats")), channel("clock_beat_sample"),
-                                    channel("clock_beat_length"))
+            beat, length = int(channel("clock_beats")), channel("clock_beat_length")
+            if beat > 0 and length > 0:
+                self.note_recorder.follow(beat, channel("clock_beat_sample"), length, channel("clock_beat_swing"))
 
     # -- reading the clock -----------------------------------------------------------
 
@@ -299,12 +331,17 @@ class Instrument:
 
 
 def render_to(config: Config, out: Path, seconds: float, overrides: Mapping[str, float],
-              scenario: Scenario | None) -> Instrument:
-    """Render offline into a WAV file (simulated controls); returns the closed instrument."""
+              scenario: Scenario | None, midi: Path | None = None) -> Instrument:
+    """Render offline into a WAV file (simulated controls), and with `midi` the notes heard
+    into a Standard MIDI File; returns the closed instrument."""
     instrument = Instrument(config, overrides, scenario, simulate=True)
+    if midi is not None:
+        instrument.note_recorder = NoteRecorder(note_channels(config.midi), instrument.layout.steps_per_beat)
     try:
         instrument.open(FileOutput(out))
         instrument.render(seconds)
     finally:
         instrument.close()
+    if midi is not None and instrument.note_recorder is not None:
+        write_bytes(midi, instrument.note_recorder.smf(instrument.layout.sample_rate))
     return instrument

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from appliance.controls.inbox import Action, Command, Learn, SetParam, Unlearn
 from appliance.errors import ApplianceError, ParamError
+from appliance.instrument.bar_change import BarChanges
 from appliance.params import PARAMETERS
 
 if TYPE_CHECKING:
@@ -51,6 +52,8 @@ class ControlLoop:
         self._next_scan = 0.0
         # measurement hook (benchmarks): called with each change as it reaches Csound
         self.on_applied: Callable[[SetParam, float], None] | None = None
+        self.bar_changes = BarChanges(instrument, self.dispatch)      # scenes, TEMP
+        self.actions["temp"] = self.bar_changes.temp
 
     # -- what the loop can be asked -------------------------------------------------
 
@@ -75,12 +78,17 @@ class ControlLoop:
         if instrument.threaded:
             instrument.link_sync.exchange(instrument, now)
         self._apply()
+        if self.bar_changes.pending is not None:
+            self.bar_changes.tick(instrument.clock_step())
+            self._apply()                # what a bar line just brought, before composing on
         self._fill()
         if instrument.threaded:
             instrument.watch_audio(now)
             instrument.feed_clock_out(now)
             instrument.midi_sync.steer(instrument, now)
             instrument.link_sync.steer(instrument, now)
+        else:
+            instrument.record_notes()
         self._run_jobs()
         instrument.log_messages()
 
@@ -208,7 +216,7 @@ class ControlLoop:
         if instrument.threaded:
             self._step_seconds = 60.0 / (tempo * instrument.layout.steps_per_beat)
             margin = min(self._step_seconds, MAX_SLEEP) + WAKE_SLACK
-        instrument.sequencer.fill(clock_step, params, tempo, margin)
+        instrument.sequencer.fill(clock_step, params, tempo, margin, change=self.bar_changes.params_from(params))
 
     def _run_jobs(self) -> None:
         if not self.jobs:

@@ -24,7 +24,7 @@ If Python falls behind by more than the lookahead (the documented rule):
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from appliance.music.generator import Generator, Note
@@ -48,24 +48,30 @@ class Sequencer:
         self.late_notes = 0          # composed after the clock had passed their step
         self._next = 0               # the next step to compose
         self._snapshots: dict[int, object] = {}
+        # told every step sent (again when recomposed): MIDI out of the notes, a MIDI file
+        self.listeners: list[Callable[[int, list[Note]], None]] = []
 
     def steps_within(self, seconds: float, tempo: float) -> int:
         steps_per_second = tempo / 60 * self.generator.steps_per_beat
         return max(1, math.ceil(seconds * steps_per_second))
 
-    def fill(self, clock_step: int, params: Mapping[str, float], tempo: float, margin: float = 0.0) -> None:
+    def fill(self, clock_step: int, params: Mapping[str, float], tempo: float, margin: float = 0.0,
+             change: tuple[int, Mapping[str, float]] | None = None) -> None:
         """Compose and send every step up to `lookahead` ahead of the clock, and `margin`
-        seconds more: as long as the caller may sleep before it fills again."""
+        seconds more: as long as the caller may sleep before it fills again.  `change`:
+        (step, values) composes from that step on with those values (a scene on a bar line)."""
         ahead = min(self.steps_within(self.lookahead + margin, tempo) + 1, self.ring_size - 1)
         horizon = clock_step + ahead
         while self._next < horizon:
             step = self._next
             self._snapshots[step] = self.generator.snapshot()
-            notes = self.generator.step(step, params)
+            notes = self.generator.step(step, change[1] if change is not None and step >= change[0] else params)
             if step < clock_step:
                 self.late_notes += len(notes)
             else:
                 self.sink.send_step(step, self.encode(notes))
+                for listener in self.listeners:
+                    listener(step, notes[: self.max_notes])
             self._next += 1
         for old in [s for s in self._snapshots if s < clock_step]:
             del self._snapshots[old]

@@ -26,12 +26,13 @@ class InstrumentApi(Protocol):
     def logs(self, count: int) -> list[str]:
         """The last `count` lines logged."""
 
-    def preset_names(self) -> list[str]: ...
+    # kind: "preset" (loaded at once) or "scene" (recalled on the next bar line)
+    def stored_names(self, kind: str) -> list[str]: ...
 
-    def save_preset(self, name: str, values: dict[str, float]) -> None:
-        """Write a preset durably (PresetError for a bad name, OSError if the disk refuses)."""
+    def save_stored(self, kind: str, name: str, values: dict[str, float]) -> None:
+        """Write a preset or scene durably (PresetError for a bad name, OSError if the disk refuses)."""
 
-    def delete_preset(self, name: str) -> bool: ...
+    def delete_stored(self, kind: str, name: str) -> bool: ...
 
     def submit(self, command: Command, timeout: float | None = None) -> Any:
         """Put a command in the loop's inbox; with a timeout, wait for the loop's answer."""

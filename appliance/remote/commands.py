@@ -29,7 +29,8 @@ class Commands:
         self.api = api
         self._verbs: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "status": self.status, "get": self.get, "set": self.set, "params": self.params,
-            "preset": self.preset, "learn": self.learn, "unlearn": self.unlearn, "reload": self.reload,
+            "preset": self.preset, "scene": self.scene, "learn": self.learn, "unlearn": self.unlearn,
+            "reload": self.reload,
             "midi": self.midi, "start": self.transport, "stop": self.transport, "continue": self.transport,
             "panic": self.transport,
             "logs": self.logs,
@@ -69,24 +70,32 @@ class Commands:
         } for spec in PARAMETERS]}
 
     def preset(self, request: dict[str, Any]) -> dict[str, Any]:
+        return self._stored("preset", "load", request)
+
+    def scene(self, request: dict[str, Any]) -> dict[str, Any]:
+        """A scene: a preset recalled on the next bar line, never mid-bar."""
+        return self._stored("scene", "recall", request)
+
+    def _stored(self, kind: str, recall: str, request: dict[str, Any]) -> dict[str, Any]:
         action = _text(request, "action")
         if action == "list":
-            return {"presets": self.api.preset_names()}
+            return {f"{kind}s": self.api.stored_names(kind)}
         name = _text(request, "name")
         if action == "save":
             try:
-                self.api.save_preset(name, self.api.values())
+                self.api.save_stored(kind, name, self.api.values())
             except OSError as exc:
-                raise ApplianceError(f"cannot save preset {name!r}: {exc.strerror or exc}") from None
+                raise ApplianceError(f"cannot save {kind} {name!r}: {exc.strerror or exc}") from None
             return {"saved": name}
-        if action == "load":
-            warnings = self.api.submit(LoadPreset(name, SOURCE), ANSWER_SECONDS)
-            return {"loaded": name, "warnings": warnings}
+        if action == recall:
+            answer = self.api.submit(LoadPreset(name, SOURCE, kind=kind), ANSWER_SECONDS)
+            return {"loaded": name, "warnings": answer} if kind == "preset" else \
+                {"recalled": name, "warnings": answer["warnings"], "at_bar": answer["at_bar"]}
         if action == "delete":
-            if not self.api.delete_preset(name):
-                raise ParamError(f"no preset {name!r}")
+            if not self.api.delete_stored(kind, name):
+                raise ParamError(f"no {kind} {name!r}")
             return {"deleted": name}
-        raise ApplianceError(f"preset needs save, load, list or delete, got {action!r}")
+        raise ApplianceError(f"{kind} needs save, {recall}, list or delete, got {action!r}")
 
     def learn(self, request: dict[str, Any]) -> dict[str, Any]:
         if request.get("cancel") is True:

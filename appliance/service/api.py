@@ -29,14 +29,14 @@ class ServiceApi:
     def logs(self, count: int) -> list[str]:
         return self._service.ring.last(count)
 
-    def preset_names(self) -> list[str]:
-        return self._service.presets.names()
+    def stored_names(self, kind: str) -> list[str]:
+        return self._service.stored[kind].names()
 
-    def save_preset(self, name: str, values: dict[str, float]) -> None:
-        self._service.presets.save(name, values)
+    def save_stored(self, kind: str, name: str, values: dict[str, float]) -> None:
+        self._service.stored[kind].save(name, values)
 
-    def delete_preset(self, name: str) -> bool:
-        return self._service.presets.delete(name)
+    def delete_stored(self, kind: str, name: str) -> bool:
+        return self._service.stored[kind].delete(name)
 
     def submit(self, command: Command, timeout: float | None = None) -> Any:
         return self._service.submit(command, timeout)

@@ -61,6 +61,7 @@ class Service:
         self.safe_mode = False
         self.reasons: list[str] = []
         self.presets = Presets(options.state_dir / "presets", PARAMETERS)
+        self.stored = {"preset": self.presets, "scene": Presets(options.state_dir / "scenes", PARAMETERS, "scene")}
         self.last_state = LastState(options.state_dir / "state.json", self.error)
         self.boots = BootLog(options.state_dir / "boots.json")
         self.ring = LogRing()
@@ -100,11 +101,17 @@ class Service:
     def _wire(self, instrument: Instrument) -> None:
         """The service's commands and periodic work, carried out by the control loop."""
         loop = instrument.loop
-        recall = PresetRecall(self.presets, loop.dispatch)
-        loop.handle(LoadPreset, recall.load)
+        def at_once(values: dict[str, float], source: str) -> None:
+            for name, value in values.items():
+                loop.dispatch(SetParam(name, value, source))
+
+        recalls = {"preset": PresetRecall(self.presets, at_once),
+                   "scene": PresetRecall(self.stored["scene"], loop.bar_changes.schedule)}
+        loop.handle(LoadPreset, lambda command: recalls[command.kind].load(command))
         loop.handle(Reload, self._reload)
-        for action in ("preset", "preset_next", "preset_prev"):
-            loop.actions[action] = recall.step
+        for kind, recall in recalls.items():
+            for action in (kind, f"{kind}_next", f"{kind}_prev"):
+                loop.actions[action] = recall.step
         loop.add_job(Notifier(instrument.elapsed, self.status_line))
         loop.add_job(self.last_state.job(lambda: (instrument.params.snapshot(), instrument.hardware.learned())))
         loop.add_job(self._good_after)
@@ -245,6 +252,8 @@ class Service:
             "gpio": instrument.hardware.gpio_status, "realtime_priority": instrument.engine.realtime,
             "memory_locked": self.memory_locked,
             "presets": self.presets.names(),
+            "scenes": self.stored["scene"].names(),
+            "scene_pending": self._scene_pending(instrument),
             "loop_wakes": instrument.loop.wakes,
             "sync": instrument.config.sync,
             "sync_error_ms": instrument.sync_error_ms,
@@ -252,6 +261,13 @@ class Service:
             "link_peers": instrument.hardware.link.peers if instrument.hardware.link is not None else None,
             "music": instrument.music(),
         }
+
+    @staticmethod
+    def _scene_pending(instrument: Instrument) -> dict[str, Any] | None:
+        change = instrument.loop.bar_changes.pending
+        if change is None:
+            return None
+        return {"bar": change.step // instrument.generator.bar_steps + 1, "source": change.source}
 
     def status_line(self) -> str:
         s = self.status()
