@@ -21,9 +21,8 @@ Faults, for a grid of extreme knob settings (20 s each; 40 s at 20 BPM):
   true peak (4x oversampled), the start's level against the steady state (peak of
   the first 0.5 s against the 90th percentile of half-second peaks until "off"),
   and seconds from "everything off" (density and every voice to 0) until the
-  output stays below -80 dBFS RMS (50 ms windows), against one bar plus the
-  effects' tail: the same measure for the percussion alone at the same settings
-  (its notes last 12-42 ms, so what follows "off" there is the reverb and echo).
+  output stays below -80 dBFS RMS (50 ms windows): with reverb and echo off
+  (the voices' own fade: at most one bar), and as set (plus the effects' tail).
 
 Spectrograms of the first seed's renders at evolution 0 and the default go beside
 the JSON (FILE-evolution-0.png, ...).
@@ -151,9 +150,8 @@ def fault_figures(name: str, settings: dict, tmp: Path) -> dict:
     seconds = off_at + 2 * bar + 20
     scenario = f"[[event]]\nat = {off_at}\nset = {{ {', '.join(f'{k} = {v}' for k, v in OFF.items())} }}\n"
     audio, rate, report = render(seconds, settings, tmp, "grid", scenario)
-    perc_only = {**settings, "density": 1, "lead": 0, "bass": 0, "pad": 0, "perc": 1, "evolution": 0}
-    tail_audio, _, _ = render(seconds, perc_only, tmp, "tail", scenario)
-    tail = silent_after(tail_audio, rate, off_at)
+    dry_audio, _, _ = render(seconds, {**settings, "reverb": 0, "echo": 0}, tmp, "dry", scenario)
+    voices = silent_after(dry_audio, rate, off_at)
     half = rate // 2
     peaks = [float(np.max(np.abs(audio[i:i + half]))) for i in range(half, int(off_at * rate) - half, half)]
     start = float(np.max(np.abs(audio[:half])))
@@ -170,8 +168,8 @@ def fault_figures(name: str, settings: dict, tmp: Path) -> dict:
         "start_peak_dbfs": db(start), "steady_peak_dbfs": db(steady),
         "start_minus_steady_db": round(20 * np.log10(start / steady), 2) if start > 0 and steady > 0 else None,
         "seconds_to_silence_after_off": round(silent_after(audio, rate, off_at), 2),
-        "effects_tail_s": round(tail, 2),
-        "one_bar_plus_tail_s": round(bar + tail, 2),
+        "voices_silent_after_off_s": round(voices, 2),         # reverb and echo off
+        "one_bar_s": round(bar, 2),
         "integrated_lufs": round(analysis.loudness_lufs(audio[:int(off_at * rate)], rate), 2),
         "dsp_faults": report["dsp_faults"],
     }
@@ -202,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--evolutions", default="0,0.3,0.6,1")
     parser.add_argument("--no-grid", action="store_true", help="skip the knob grid")
+    parser.add_argument("--grid-only", action="store_true",
+                        help="only the knob grid, kept with the evolution figures already in --out")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     evolutions = [float(e) for e in args.evolutions.split(",")]
@@ -212,7 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        for seed, evolution in itertools.product(seeds, evolutions):
+        if args.grid_only:
+            kept = json.loads(args.out.read_text())
+            result.update({k: kept[k] for k in ("evolution", "minutes")})
+            result["evolution_command"] = kept.get("evolution_command", kept["command"])
+        for seed, evolution in itertools.product(seeds, evolutions) if not args.grid_only else ():
             params = {**PARAMETERS.defaults(), "seed": float(seed), "evolution": evolution}
             audio, rate, _ = render(args.minutes * 60, {"seed": seed, "evolution": evolution}, tmp, "piece")
             bars = int(args.minutes * 60 * params["tempo"] / 60 / 4)

@@ -91,6 +91,18 @@ def scene(args: argparse.Namespace) -> int:
     return preset(args, "scene")
 
 
+def record(args: argparse.Namespace) -> int:
+    result = _ask(args, cmd="record", action=args.action, **({"name": args.name} if args.name else {}))
+    if args.action == "list":
+        print("\n".join(result["recordings"]) if result["recordings"] else "(no recordings)")
+    elif args.action == "start":
+        print(f"recording to {result['recording']} (room for about {result['minutes_free']} min)")
+    else:
+        print(f"recorded {result['recorded']} ({result['seconds']} s)"
+              + (f"; {result['ended']}" if result.get("ended") else ""))
+    return EXIT_OK
+
+
 def learn(args: argparse.Namespace) -> int:
     if args.cancel == (args.name is not None):
         raise ParamError("learn needs a NAME, or --cancel")

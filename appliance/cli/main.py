@@ -234,6 +234,8 @@ _VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "scene": ("save, recall (on the next bar line), list or delete scenes",
               _positionals("action", "name", action={"choices": ["save", "recall", "list", "delete"]},
                            name={"nargs": "?"})),
+    "record": ("record what is heard: start [NAME], stop, list (files in the state directory)",
+               _positionals("action", "name", action={"choices": ["start", "stop", "list"]}, name={"nargs": "?"})),
     "learn": ("map the next MIDI control moved to a parameter or action", _learn_arguments),
     "unlearn": ("forget the learned mappings to a parameter or action", _positionals("name")),
     "start": ("start playing on the next bar", _positionals()),

@@ -23,7 +23,7 @@ from appliance.errors import ConfigError, ParamError, Problem
 from appliance.params import PARAMETERS, Registry, suggest
 
 BUTTON_ACTIONS = ("tap_tempo", "start_stop", "click", "preset_next", "preset_prev", "shift",
-                  "scene_next", "scene_prev", "temp")
+                  "scene_next", "scene_prev", "temp", "record")
 
 
 def _choice(*options: str) -> dict[str, Any]:
@@ -32,6 +32,21 @@ def _choice(*options: str) -> dict[str, Any]:
 
 def _range(low: float, high: float) -> dict[str, Any]:
     return {"range": (low, high)}
+
+
+_LISTEN = {"listen": True}       # "HOST:PORT" to listen on, or "" (off)
+
+
+def listen_address(text: str) -> tuple[str, int] | None:
+    """("host", port) of a "HOST:PORT" (an IPv6 host in brackets), None for "" (off); port 0
+    takes any free one (status says which).  ValueError says what is wrong."""
+    if not text:
+        return None
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f'must be "HOST:PORT" (e.g. "0.0.0.0:10111", "127.0.0.1:8080") or "" (off), got {text!r}')
+    return host, int(port)
 
 
 @dataclass(frozen=True)
@@ -91,6 +106,13 @@ def note_channels(midi: MidiConfig) -> dict[str, int]:
 
 
 @dataclass(frozen=True)
+class OscConfig:
+    # OSC over UDP (remote/osc.py); "" is off.  The box's installed config listens on the LAN.
+    listen: str = field(default="", metadata=_LISTEN)
+    announce: bool = True           # zeroconf: _osc._udp on the LAN
+
+
+@dataclass(frozen=True)
 class GpioConfig:
     backend: str = field(default="auto", metadata=_choice("auto", "mock"))
     encoder: tuple[EncoderConfig, ...] = ()
@@ -98,7 +120,7 @@ class GpioConfig:
 
 
 SECTIONS: dict[str, type] = {"audio": AudioConfig, "engine": EngineConfig, "clock": ClockConfig,
-                             "midi": MidiConfig, "gpio": GpioConfig}
+                             "midi": MidiConfig, "gpio": GpioConfig, "osc": OscConfig}
 
 
 @dataclass(frozen=True)
@@ -109,6 +131,7 @@ class Config:
     clock: ClockConfig = ClockConfig()
     midi: MidiConfig = MidiConfig()
     gpio: GpioConfig = GpioConfig()
+    osc: OscConfig = OscConfig()
     params: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -368,6 +391,11 @@ def _check(value: object, kind: Any, rules: dict[str, Any]) -> str | None:
         low, high = rules["range"]
         if not low <= value <= high:  # type: ignore[operator]
             return f"must be within {low}..{high}, got {value!r}"
+    if "listen" in rules:
+        try:
+            listen_address(str(value))
+        except ValueError as exc:
+            return str(exc)
     return None
 
 

@@ -137,13 +137,23 @@ class LoadPreset:
 
 
 @dataclass(frozen=True)
+class Record:
+    """Start recording what is heard (to a name in the state directory), or stop."""
+
+    start: bool
+    name: str | None
+    source: str
+    reply: Reply | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
 class Reload:
     """Read the config file again and apply what changed."""
 
     reply: Reply | None = field(default=None, compare=False)
 
 
-Command = SetParam | Action | Learn | Unlearn | LoadPreset | Reload
+Command = SetParam | Action | Learn | Unlearn | LoadPreset | Record | Reload
 
 
 class Inbox:

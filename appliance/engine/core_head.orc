@@ -82,12 +82,12 @@ opcode VoiceDuration, i, iii
   xout (idelay + ksmps) / sr + igate + irelease
 endop
 
-; NoteHeld: 1 while a note should sound, 0 from when it should let go.  The gate
-; (seconds at the tempo the note began with) is counted in the clock's beats as
-; they come, so a chord held for bars follows the tempo; and a note lets go at
-; once when its voice (channel Svoice) or the density is turned to 0, so
-; "everything off" is silent within the voice's release, at any tempo.  Once 0
-; it stays 0.
+; NoteHeld: 1 while a note should sound, 0 from when its gate has passed, -1 from
+; when it was turned off.  The gate (seconds at the tempo the note began with) is
+; counted in the clock's beats as they come, so a chord held for bars follows the
+; tempo; and a note lets go at once when its voice (channel Svoice) or the density
+; is turned to 0 (HeldEnvelope then fades it within a bar, at any tempo).  Once
+; let go it stays so.
 opcode NoteHeld, k, iS
   igate, Svoice xin
   itempo = chnget:i("clock_tempo")
@@ -97,14 +97,20 @@ opcode NoteHeld, k, iS
   kheld init 1
   ktempo = chnget:k("clock_tempo")
   kbeats += (ktempo > 0 ? ktempo : itempo) / 60 * ksmps / sr
-  if kbeats >= ibeats || chnget:k(Svoice) <= 0 || chnget:k("density") <= 0 then
-    kheld = 0
+  if kheld == 1 then
+    if chnget:k(Svoice) <= 0 || chnget:k("density") <= 0 then
+      kheld = -1
+    elseif kbeats >= ibeats then
+      kheld = 0
+    endif
   endif
   xout kheld
 endop
 
 ; HeldEnvelope: attack to 1, decay to isustain, and from when kheld turns 0 a
-; linear release to exactly 0 over irelease seconds; kover turns 1 once VoiceOut's
+; linear release to exactly 0 over irelease seconds (turned off, kheld -1: over
+; at most 90% of a bar at the clock's tempo, so it is silent within the bar even
+; at 300 BPM, where a bar is 0.8 s); kover turns 1 once VoiceOut's
 ; delay line has played that out: the voice then turns itself off (turnoff inside
 ; a UDO crashes Csound 6.18).  For voices whose length NoteHeld decides: set p3
 ; long (VoiceDuration with a long gate) and turn off on kover.
@@ -114,9 +120,11 @@ opcode HeldEnvelope, ak, iiiik
   kstage init 0                  ; 0 attack, 1 decay and sustain, 2 release, 3 done
   kdone init 0
   istep = ksmps / sr
-  if kheld == 0 && kstage < 2 then
+  if kheld <= 0 && kstage < 2 then
     kstage = 2
-    kfall = kenv * istep / irelease
+    ktempo = chnget:k("clock_tempo")
+    kbar = giBeatsPerBar * 60 / (ktempo > 0 ? ktempo : chnget:k("tempo"))
+    kfall = kenv * istep / (kheld < 0 ? min(irelease, 0.9 * kbar) : irelease)
   endif
   if kstage == 0 then
     kenv = min(kenv + istep / iattack, 1)

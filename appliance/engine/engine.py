@@ -170,6 +170,37 @@ class Engine:
         if self._recorder is not None and record is not None:
             self._recorder.start()
 
+    @property
+    def recording(self) -> WavRecorder | None:
+        return self._recorder
+
+    def start_recording(self, path: Path, min_free: int) -> WavRecorder:
+        """While performing: write what is heard from now on to `path` (24-bit WAV), until
+        stop_recording(), the engine closes, or the disk has less than `min_free` bytes left."""
+        if self._thread is None or self._cs is None:
+            raise EngineError("recording needs the engine performing")
+        if self._recorder is not None:
+            raise EngineError(f"already recording to {self._recorder.path}")
+        cs = self._cs
+        frames = RING_CYCLES * self.layout.ksmps
+        # the last recording's table and count must not be read as this one's
+        cs.setControlChannel("record_table", 0.0)
+        cs.setControlChannel("record_frames", 0.0)
+        recorder = WavRecorder(path, self.layout.sample_rate, frames, self.channel, cs.table, min_free=min_free)
+        self._event([float(self._numbers["Recorder"]), 0.0, -1.0, float(frames)])
+        self._recorder = recorder
+        recorder.start()
+        return recorder
+
+    def stop_recording(self) -> WavRecorder | None:
+        """End the recording (the file is complete when this returns); None if there was none."""
+        recorder, self._recorder = self._recorder, None
+        if recorder is None:
+            return None
+        self._event([-float(self._numbers["Recorder"]), 0.0, 0.0])
+        recorder.stop()
+        return recorder
+
     def perform_cycle(self) -> bool:
         """Offline: perform one k-cycle.  False when Csound has finished."""
         if self._cs is None or self._thread is not None:

@@ -15,6 +15,9 @@ the audio thread.
 
 from __future__ import annotations
 
+import errno
+import logging
+import shutil
 import threading
 import wave
 from collections.abc import Callable
@@ -23,6 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from appliance.engine.rtprio import start_thread
+
+log = logging.getLogger("appliance")
 
 RING_CYCLES = 4096     # ring size in k-cycles (about 5.5 s at 48 kHz, ksmps 64)
 
@@ -37,14 +42,18 @@ class WavRecorder:
     """Drains the engine's record ring into a WAV file."""
 
     def __init__(self, path: Path, sample_rate: int, frames: int,
-                 channel: Callable[[str], float], table: Callable[[int], np.ndarray]) -> None:
+                 channel: Callable[[str], float], table: Callable[[int], np.ndarray], min_free: int = 0) -> None:
         self.path = path
-        self.frames_written = 0
+        self.frames_written = 0           # of the current engine's ring (0 again after a restart)
+        self.frames_total = 0             # in the file
         self.frames_lost = 0
+        self.min_free = min_free          # bytes the disk keeps free: below, the recording ends
+        self.ended: str | None = None     # why it ended by itself (the disk), or None
         self._ring = frames
         self._channel = channel
         self._table = table
-        self._wav = wave.open(str(path), "wb")  # noqa: SIM115 - open until stop()
+        self._file = path.open("wb")                # both stay open until stop()
+        self._wav = wave.open(self._file, "wb")  # noqa: SIM115
         self._wav.setnchannels(2)
         self._wav.setsampwidth(3)
         self._wav.setframerate(sample_rate)
@@ -70,11 +79,18 @@ class WavRecorder:
         self.start()
 
     def stop(self) -> None:
-        """Stop the thread (the engine must no longer be performing), write the rest, close."""
+        """Stop the thread, write the rest (while the engine is still open), close the file."""
         self.detach()
-        self._wav.close()
+        try:
+            self._wav.close()
+        except OSError as exc:            # a full disk: the header may say less than the file holds
+            log.error("closing the recording %s: %s", self.path, exc.strerror or exc)
+        finally:
+            self._file.close()
 
     def drain(self) -> None:
+        if self.ended is not None:
+            return
         number = int(self._channel("record_table"))
         available = int(self._channel("record_frames"))
         if number <= 0 or available <= self.frames_written:
@@ -84,10 +100,28 @@ class WavRecorder:
             self.frames_lost += lost
             self._wav.writeframes(b"\0" * 6 * lost)   # keep the file's timeline whole
             self.frames_written += lost
+            self.frames_total += lost
         ring = self._table(number)
         start, end = self.frames_written % self._ring, available % self._ring
         chunk = ring[2 * start:2 * end].copy() if start < end else np.concatenate([ring[2 * start:], ring[:2 * end]])
-        self._wav.writeframes(to_pcm24(chunk))
+        try:
+            if self.min_free and shutil.disk_usage(self.path.parent).free - 6 * len(chunk) < self.min_free:
+                raise OSError(errno.ENOSPC, "the disk is nearly full")
+            self._wav.writeframes(to_pcm24(chunk))
+            self.frames_total += len(chunk) // 2
+        except OSError as exc:
+            # the file so far stays a valid WAV (a partly written chunk cut off, stop() writes the
+            # header); the music plays on
+            self.ended = f"the recording {self.path} ended: {exc.strerror or exc}"
+            try:
+                whole = 44 + 6 * self.frames_total          # the header, and the frames written whole
+                if self._file.tell() > whole:
+                    self._file.truncate(whole)
+                    self._file.seek(whole)
+            except OSError:
+                pass
+            log.error("%s", self.ended)
+            return
         self.frames_written = available
 
     def _loop(self) -> None:

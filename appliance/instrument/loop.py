@@ -53,6 +53,8 @@ class ControlLoop:
         # measurement hook (benchmarks): called with each change as it reaches Csound
         self.on_applied: Callable[[SetParam, float], None] | None = None
         self.bar_changes = BarChanges(instrument, self.dispatch)      # scenes, TEMP
+        # told every change applied, whatever its source (OSC's feedback to its clients)
+        self.feedback: list[Callable[[str, float], None]] = []
         self.actions["temp"] = self.bar_changes.temp
 
     # -- what the loop can be asked -------------------------------------------------
@@ -198,6 +200,8 @@ class ControlLoop:
             if self.on_applied is not None:
                 self.on_applied(change, time.monotonic())
             instrument.hardware.feedback(spec.name, value)
+            for listener in self.feedback:
+                listener(spec.name, value)
             for reply in replies.get(change.name, []):
                 reply.set(value)
             log.debug("%s = %s (%s)", spec.name, spec.format(value), change.source)

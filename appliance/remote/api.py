@@ -34,5 +34,8 @@ class InstrumentApi(Protocol):
 
     def delete_stored(self, kind: str, name: str) -> bool: ...
 
+    def recording_names(self) -> list[str]:
+        """The recordings in the state directory."""
+
     def submit(self, command: Command, timeout: float | None = None) -> Any:
         """Put a command in the loop's inbox; with a timeout, wait for the loop's answer."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from appliance.controls.inbox import Action, Learn, LoadPreset, Reload, SetParam, Unlearn
+from appliance.controls.inbox import Action, Learn, LoadPreset, Record, Reload, SetParam, Unlearn
 from appliance.controls.midi.mapping import ACTIONS as MIDI_ACTIONS
 from appliance.errors import ApplianceError, ParamError
 from appliance.params import PARAMETERS, suggest
@@ -30,7 +30,7 @@ class Commands:
         self._verbs: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "status": self.status, "get": self.get, "set": self.set, "params": self.params,
             "preset": self.preset, "scene": self.scene, "learn": self.learn, "unlearn": self.unlearn,
-            "reload": self.reload,
+            "reload": self.reload, "record": self.record,
             "midi": self.midi, "start": self.transport, "stop": self.transport, "continue": self.transport,
             "panic": self.transport,
             "logs": self.logs,
@@ -96,6 +96,18 @@ class Commands:
                 raise ParamError(f"no {kind} {name!r}")
             return {"deleted": name}
         raise ApplianceError(f"{kind} needs save, {recall}, list or delete, got {action!r}")
+
+    def record(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Record what is heard to the state directory: start [name], stop, list."""
+        action = _text(request, "action")
+        if action == "list":
+            return {"recordings": self.api.recording_names()}
+        if action not in ("start", "stop"):
+            raise ApplianceError(f"record needs start, stop or list, got {action!r}")
+        name = request.get("name")
+        if name is not None and not isinstance(name, str):
+            raise ParamError(f"a recording name is text, got {name!r}")
+        return self.api.submit(Record(action == "start", name, SOURCE), ANSWER_SECONDS)
 
     def learn(self, request: dict[str, Any]) -> dict[str, Any]:
         if request.get("cancel") is True:

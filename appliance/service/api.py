@@ -38,5 +38,8 @@ class ServiceApi:
     def delete_stored(self, kind: str, name: str) -> bool:
         return self._service.stored[kind].delete(name)
 
+    def recording_names(self) -> list[str]:
+        return self._service.recordings.names()
+
     def submit(self, command: Command, timeout: float | None = None) -> Any:
         return self._service.submit(command, timeout)

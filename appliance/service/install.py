@@ -65,15 +65,18 @@ def install(root: Path, name: str) -> list[str]:
         done.append(f"kept the existing {config}")
     else:
         config.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(paths.config_dir() / "appliance.toml", config)
+        factory = (paths.config_dir() / "appliance.toml").read_text()
+        if "\n[osc]" not in factory:
+            factory += BOX_OSC                # on the box, OSC listens on the LAN
+        config.write_text(factory)
         config.chmod(0o644)
         done.append(f"wrote the factory config to {config}")
     network = _wants_network(config)
     if network:
-        done.append("the config plays in an Ableton Link session: the unit allows IPv4 and IPv6 (UDP multicast)")
+        done.append(f"the config {network}: the unit allows IPv4 and IPv6")
     unit = unit_path(root, name)
     unit.parent.mkdir(parents=True, exist_ok=True)
-    unit.write_text(render_unit(name, Path("/opt") / name, groups, network))
+    unit.write_text(render_unit(name, Path("/opt") / name, groups, bool(network)))
     unit.chmod(0o644)
     done.append(f"wrote {unit}")
     if live:
@@ -136,7 +139,7 @@ def unit_path(root: Path, name: str) -> Path:
 
 
 def render_unit(name: str, prefix: Path, groups: list[str], network: bool = False) -> str:
-    """The unit for this box; `network`: it may open IPv4 and IPv6 sockets (Ableton Link)."""
+    """The unit for this box; `network`: it may open IPv4 and IPv6 sockets (Ableton Link, OSC)."""
     template = (paths.systemd_dir() / "appliance.service").read_text()
     unit = template.replace("@NAME@", name).replace("@PREFIX@", str(prefix))
     unit = unit.replace("@NETWORK@", " AF_INET AF_INET6" if network else "")
@@ -145,12 +148,24 @@ def render_unit(name: str, prefix: Path, groups: list[str], network: bool = Fals
     return "\n".join(line for line in unit.splitlines() if "@GROUPS@" not in line) + "\n"
 
 
-def _wants_network(config: Path) -> bool:
-    """Does the installed config play in a Link session?  (Unreadable: no; `run` says why.)"""
+BOX_OSC = """
+[osc]
+# OSC over UDP from the LAN (TouchOSC, Max, norns): /param/<name> <value>, /param/<name>/norm <0..1>,
+# /transport/start|stop, /tap, /scene/recall <name>, /status.  "" turns it off; "127.0.0.1:10111"
+# keeps it on the box.
+listen = "0.0.0.0:10111"
+"""
+
+
+def _wants_network(config: Path) -> str:
+    """What in the installed config needs IP ("" nothing; unreadable: nothing, `run` says why)."""
     try:
-        return schema.load(config).sync == "link"
+        loaded = schema.load(config)
     except ApplianceError:
-        return False
+        return ""
+    wants = (["plays in an Ableton Link session (UDP multicast)"] if loaded.sync == "link" else []) + \
+            ([f"listens for OSC on {loaded.osc.listen}"] if loaded.osc.listen else [])
+    return " and ".join(wants)
 
 
 def _check(root: Path) -> bool:

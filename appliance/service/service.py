@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appliance import config as config_module
 from appliance.config.scenario import Scenario
-from appliance.controls.inbox import Command, LoadPreset, Reload, Reply, SetParam
+from appliance.config.schema import listen_address
+from appliance.controls.inbox import Command, LoadPreset, Record, Reload, Reply, SetParam
 from appliance.engine.engine import RealtimeOutput
 from appliance.engine.rtprio import lock_memory, start_thread
 from appliance.errors import ApplianceError
@@ -33,7 +35,12 @@ from appliance.service.boots import BootLog
 from appliance.service.last_state import LastState
 from appliance.service.logring import LogRing
 from appliance.service.presets import PresetRecall, Presets
+from appliance.service.recordings import Recordings
 from appliance.service.systemd import Notifier, notify
+
+if TYPE_CHECKING:
+    from appliance.remote.announce import Announcer
+    from appliance.remote.osc import OscServer
 
 log = logging.getLogger("appliance")
 
@@ -68,6 +75,8 @@ class Service:
         self.stop = threading.Event()
         self.started = time.monotonic()
         self.server: ControlServer | None = None
+        self.osc: OscServer | None = None
+        self.announcer: Announcer | None = None
         self.memory_locked = False
         self.persist = True                         # the state directory can be written
         self._instrument: Instrument | None = None
@@ -109,6 +118,9 @@ class Service:
                    "scene": PresetRecall(self.stored["scene"], loop.bar_changes.schedule)}
         loop.handle(LoadPreset, lambda command: recalls[command.kind].load(command))
         loop.handle(Reload, self._reload)
+        self.recordings = Recordings(self.options.state_dir / "recordings", instrument)
+        loop.handle(Record, self.recordings.command)
+        loop.actions["record"] = self.recordings.toggle
         for kind, recall in recalls.items():
             for action in (kind, f"{kind}_next", f"{kind}_prev"):
                 loop.actions[action] = recall.step
@@ -139,6 +151,40 @@ class Service:
                 self.server = None
                 instrument.error(f"control socket {self.options.socket} not available: {exc}; "
                                  "playing without it")
+        self._start_osc()
+
+    def _start_osc(self) -> None:
+        """OSC, if the config listens: without it the instrument plays on, and says why."""
+        address = listen_address(self.config.osc.listen)
+        if address is None:
+            return
+        from appliance.remote.osc import OscServer
+        from appliance.service.api import ServiceApi
+
+        osc = OscServer(*address, ServiceApi(self))
+        try:
+            osc.start()
+        except OSError as exc:
+            self.instrument.error(f"OSC on {self.config.osc.listen} not available: {exc.strerror or exc}; "
+                                  "playing without it")
+            return
+        self.osc = osc
+        self.instrument.loop.feedback.append(osc.feedback)
+        log.info("OSC listening on %s:%d (UDP)", osc.host, osc.port)
+        if self.config.osc.announce and not osc.host.startswith("127."):
+            from appliance.remote.announce import Announcer
+
+            self.announcer = Announcer(f"appliance on {socket.gethostname()}", [("_osc._udp", osc.host, osc.port)])
+            self.announcer.start()
+
+    def _stop_osc(self) -> None:
+        if self.announcer is not None:
+            self.announcer.close()
+            self.announcer = None
+        if self.osc is not None:
+            self.instrument.loop.feedback.remove(self.osc.feedback)
+            self.osc.close()
+            self.osc = None
 
     def run(self, on_status: Any = None) -> None:
         """Run the control loop on a thread of its own, named so `ps -L` tells it apart,
@@ -173,6 +219,7 @@ class Service:
         notify("STOPPING=1")
         if self.server is not None:
             self.server.close()
+        self._stop_osc()
         instrument = self.instrument
         self.last_state.save(instrument.params.snapshot(), instrument.hardware.learned())
         if instrument.engine.is_open:
@@ -223,7 +270,11 @@ class Service:
             raise ApplianceError("safe mode with no config file: nothing to reload")
         new = config_module.load(self.options.config_path)     # ConfigError: refused, the old one kept
         changed = self.instrument.reconfigure(new)
-        self.config = new
+        old, self.config = self.config, new
+        if old.osc != new.osc:
+            self._stop_osc()
+            self._start_osc()
+            changed.append("OSC")
         if self.safe_mode:
             self._leave_safe_mode()
             changed.append("left safe mode (the saved setup is back)")
@@ -253,6 +304,9 @@ class Service:
             "memory_locked": self.memory_locked,
             "presets": self.presets.names(),
             "scenes": self.stored["scene"].names(),
+            "osc": self.osc.stats() if self.osc is not None else None,
+            "recording": self.recordings.status(),
+            "announced": self.announcer.announced if self.announcer is not None else [],
             "scene_pending": self._scene_pending(instrument),
             "loop_wakes": instrument.loop.wakes,
             "sync": instrument.config.sync,

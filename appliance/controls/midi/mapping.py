@@ -30,7 +30,7 @@ KINDS = ("cc", "cc14", "nrpn", "note", "program")
 MODES = ("jump", "pickup", "scale", "relative-twos", "relative-offset", "relative-signed")
 CURVES = ("linear", "exp", "log")
 ACTIONS = ("tap_tempo", "start_stop", "click", "preset", "preset_next", "preset_prev", "shift",
-           "scene", "scene_next", "scene_prev", "temp")
+           "scene", "scene_next", "scene_prev", "temp", "record")
 
 _CURVE_K = 3.0   # how bent the exp and log curves are
 _PORT_NUMBER = re.compile(r"\s*(\[\d+\]|\d+:\d+)\s*")
