@@ -109,7 +109,7 @@ def round_trips(port: int, count: int) -> list[float]:
             except TimeoutError:
                 break
             got = [t.message for t in OscPacket(data).messages]
-            if any(m.address == "/param/brightness" and abs(m.params[0] - value) < 1e-9 for m in got):
+            if any(m.address == "/param/brightness" and abs(m.params[0] - value) < 1e-6 for m in got):
                 times.append(time.monotonic() - sent)
                 break
         time.sleep(max(0.0, sent + 0.02 - time.monotonic()))

@@ -109,8 +109,9 @@ endop
 
 ; HeldEnvelope: attack to 1, decay to isustain, and from when kheld turns 0 a
 ; linear release to exactly 0 over irelease seconds (turned off, kheld -1: over
-; at most 90% of a bar at the clock's tempo, so it is silent within the bar even
-; at 300 BPM, where a bar is 0.8 s); kover turns 1 once VoiceOut's
+; at most half a bar at the clock's tempo, so with the master's DC blocker's
+; memory it is silent within the bar even at 300 BPM, where a bar is 0.8 s);
+; kover turns 1 once VoiceOut's
 ; delay line has played that out: the voice then turns itself off (turnoff inside
 ; a UDO crashes Csound 6.18).  For voices whose length NoteHeld decides: set p3
 ; long (VoiceDuration with a long gate) and turn off on kover.
@@ -124,7 +125,7 @@ opcode HeldEnvelope, ak, iiiik
     kstage = 2
     ktempo = chnget:k("clock_tempo")
     kbar = giBeatsPerBar * 60 / (ktempo > 0 ? ktempo : chnget:k("tempo"))
-    kfall = kenv * istep / (kheld < 0 ? min(irelease, 0.9 * kbar) : irelease)
+    kfall = kenv * istep / (kheld < 0 ? min(irelease, 0.5 * kbar) : irelease)
   endif
   if kstage == 0 then
     kenv = min(kenv + istep / iattack, 1)
