@@ -175,6 +175,22 @@ def test_everything_off_lets_a_held_chord_go_within_its_release_at_any_tempo(ren
         assert peak_dbfs(result.audio[int(6 * sr):]) < -100, tempo
 
 
+def test_everything_off_fades_every_voice_within_the_bar_at_300_bpm(render):
+    """At 300 BPM a bar is 0.8 s: turned off, even a chord already ringing out its 1.5 s release
+    (begun just before) is below -80 dBFS by the bar's end.  Off at 3.2 s (a chord had just
+    begun its release) took 1.55 s before; 0.6-0.7 s now at any moment (3.0-5.2 s scanned)."""
+    from appliance.engine.analysis import rms_dbfs
+
+    off = "{ density = 0, lead = 0, bass = 0, pad = 0, perc = 0 }"
+    result = render(7, {"tempo": 300, "volume": 0, "density": 1, "length": 8, "reverb": 0, "echo": 0},
+                    scenario=f"[[event]]\nat = 3.2\nset = {off}\n")
+    sr = result.sample_rate
+    assert rms_dbfs(result.audio[int(2.2 * sr):int(3.2 * sr)]) > -30               # it played
+    window = sr // 20
+    after = result.audio[int(4.0 * sr):]
+    assert max(rms_dbfs(after[i:i + window]) for i in range(0, len(after) - window, window)) < -80
+
+
 def test_a_chord_follows_the_clock_when_the_tempo_changes(render):
     """A chord of 8 bars at 60 BPM (30.4 beats held, 30.4 s) whose tempo goes to 240 BPM after
     4 s ends after 4 + 26.4 / 4 = 10.6 s, its release (1.5 s) done by 12.1 s; the transport

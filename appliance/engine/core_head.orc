@@ -97,12 +97,12 @@ opcode NoteHeld, k, iS
   kheld init 1
   ktempo = chnget:k("clock_tempo")
   kbeats += (ktempo > 0 ? ktempo : itempo) / 60 * ksmps / sr
-  if kheld == 1 then
-    if chnget:k(Svoice) <= 0 || chnget:k("density") <= 0 then
-      kheld = -1
-    elseif kbeats >= ibeats then
-      kheld = 0
-    endif
+  ; turned off also while it rings out after its gate: a release of 1.5 s begun just
+  ; before "everything off" would outlast the bar at a fast tempo
+  if kheld >= 0 && (chnget:k(Svoice) <= 0 || chnget:k("density") <= 0) then
+    kheld = -1
+  elseif kheld == 1 && kbeats >= ibeats then
+    kheld = 0
   endif
   xout kheld
 endop
@@ -121,11 +121,15 @@ opcode HeldEnvelope, ak, iiiik
   kstage init 0                  ; 0 attack, 1 decay and sustain, 2 release, 3 done
   kdone init 0
   istep = ksmps / sr
-  if kheld <= 0 && kstage < 2 then
-    kstage = 2
+  kquick init 0
+  if (kheld <= 0 && kstage < 2) || (kheld < 0 && kstage == 2 && kquick == 0) then
     ktempo = chnget:k("clock_tempo")
     kbar = giBeatsPerBar * 60 / (ktempo > 0 ? ktempo : chnget:k("tempo"))
-    kfall = kenv * istep / (kheld < 0 ? min(irelease, 0.5 * kbar) : irelease)
+    krelease = (kheld < 0 ? min(irelease, 0.5 * kbar) : irelease)
+    ; a release already under way goes on from where it is, only faster
+    kfall = max(kenv * istep / krelease, (kstage == 2 ? kfall : 0))
+    kquick = (kheld < 0 ? 1 : 0)
+    kstage = 2
   endif
   if kstage == 0 then
     kenv = min(kenv + istep / iattack, 1)
