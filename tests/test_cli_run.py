@@ -108,6 +108,7 @@ def test_a_terminal_shows_a_live_status_line(tmp_path):
     text = seen.decode(errors="replace")
     assert process.returncode == 0
     assert "\r" in text and "120.0 BPM" in text and "bar" in text and "xruns 0" in text and "CPU" in text
+    assert "intro 1/16 Am" in text                 # the section, its bar and the chord (A dorian's i)
 
 
 def test_under_systemd_log_lines_carry_their_level_for_the_journal(tmp_path):

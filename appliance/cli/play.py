@@ -67,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
         instrument = service.instrument
         log.info("playing (%s audio, orchestra %s)", output.backend, instrument.orchestra)
         beats_per_bar = instrument.layout.beats_per_bar
-        show = (lambda: status.show(format_status(instrument.stats(), beats_per_bar))) if status.enabled else None
+        show = (lambda: status.show(format_status(instrument.stats(), beats_per_bar, instrument.music()))) \
+            if status.enabled else None
         service.run(on_status=show)
     finally:
         service.close()

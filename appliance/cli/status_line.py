@@ -5,17 +5,19 @@ from __future__ import annotations
 import logging
 import shutil
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 from appliance.instrument.report import Stats
 
 
-def format_status(stats: Stats, beats_per_bar: int) -> str:
+def format_status(stats: Stats, beats_per_bar: int, music: dict[str, Any] | None = None) -> str:
     bar, beat = divmod(max(stats.beats - 1, 0), beats_per_bar)
     midi = "MIDI off" if "unavailable" in stats.midi else f"MIDI {stats.midi_devices}"
     state = "" if stats.running else "  STOPPED"
     safe = "  SAFE MODE" if stats.safe_mode else ""
-    return (f"{stats.tempo:6.1f} BPM  bar {bar + 1:>4}:{beat + 1}  notes {stats.notes:>6}  "
+    where = (f"  {music['section']} {music['bar_in_section']}/{music['section_bars']} {music['chord']:<6}"
+             if music else "")
+    return (f"{stats.tempo:6.1f} BPM  bar {bar + 1:>4}:{beat + 1}{where}  notes {stats.notes:>6}  "
             f"late {stats.late_notes}  xruns {stats.xruns}  CPU {stats.cpu_percent:4.1f}%  {midi}{state}{safe}")
 
 
