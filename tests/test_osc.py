@@ -116,3 +116,25 @@ def test_every_change_is_fed_back_to_clients_that_spoke_whatever_its_source(tmp_
         assert silent.heard(seconds=0.3) == []
     finally:
         box.stop()
+
+
+def test_a_flood_of_osc_is_counted_not_queued_and_the_music_plays_on(osc_box):
+    """20,000 messages as fast as this machine sends them (a bounded loop): every one is either
+    applied or counted as refused, the box still answers and no note is late."""
+    box, port = osc_box
+    client = Client(port)
+    sent = 0
+    deadline = time.monotonic() + 20
+    while sent < 20000 and time.monotonic() < deadline:
+        client.send("/param/brightness", (sent % 100) / 100)
+        sent += 1
+    time.sleep(0.5)
+    osc = json.loads(box.ok("status", "--json"))["osc"]
+    assert 0 < osc["received"] <= sent                      # UDP may drop some when the buffer is full
+    assert set(osc["refused"]) <= {"busy"}
+    client.send("/param/brightness", 0.77)                 # and after it, OSC still works
+    deadline = time.monotonic() + 5
+    while box.ok("get", "brightness") != "0.77" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert box.ok("get", "brightness") == "0.77"
+    assert box.stop()["late_notes"] == 0

@@ -37,7 +37,7 @@ from typing import Any
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket
 
-from appliance.controls.inbox import Action, LoadPreset, Record, SetParam
+from appliance.controls.inbox import Action, Busy, LoadPreset, Record, SetParam
 from appliance.engine.rtprio import start_thread
 from appliance.errors import ParamError
 from appliance.params import PARAMETERS
@@ -164,6 +164,8 @@ class OscServer:
             except ParamError as exc:
                 self.refused["value"] += 1
                 log.debug("OSC %s from %s refused: %s", message.address, client, exc)
+            except Busy:                              # a flood: the loop's inbox is full, drop (counted)
+                self.refused["busy"] += 1
             except Exception as exc:
                 self.refused["error"] += 1
                 log.warning("OSC %s from %s failed: %s", message.address, client, exc)
