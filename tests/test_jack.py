@@ -210,7 +210,9 @@ deadline = time.monotonic() + 60                 # until the instrument has conn
 while "appliance" not in subprocess.run(["jack_lsp", "-c", "device:TestKnobs"], capture_output=True,
                                         text=True).stdout and time.monotonic() < deadline:
     time.sleep(0.1)
-out.send_message([0xF0, 0x01, 0x02])             # a SysEx that never ends
+out.send_message([0xF0, 0x01, 0x02])             # a SysEx that never ends,
+out.send_message([0xB0, 20, 100])                 # at once a CC it swallows (before an unsticking F7
+                                                  # can end it: on a slow machine one often came first)
 end = time.monotonic() + 2.5
 while time.monotonic() < end:
     out.send_message([0xB0, 20, 127])

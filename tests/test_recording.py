@@ -21,12 +21,12 @@ from tests.test_service import GOOD_CONFIG, Box
 def test_record_start_stop_and_list_from_the_command_line_across_an_engine_restart(tmp_path):
     box = Box(tmp_path)
     try:
+        started = time.monotonic()
         assert box.ok("record", "start", "first take").startswith("recording to first take.wav")
         refused = box.cli("record", "start", "another")
         assert refused.returncode != 0 and "already recording" in refused.stderr
         status = json.loads(box.ok("status", "--json"))
         assert status["recording"]["file"] == "first take.wav"
-        started = time.monotonic()
         time.sleep(1.0)
         orchestra = tmp_path / "mine.orc"                      # a reload that restarts Csound
         default = Path(__file__).resolve().parents[1] / "orchestras" / "default.orc"
