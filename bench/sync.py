@@ -55,6 +55,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -305,6 +306,20 @@ def jack_baseline(frames: np.ndarray, times_us: np.ndarray) -> dict:
     return {"cycle_wander": stats(wander * 1000), "cycles_over_ms": int(disturbed.size), "disturbed": disturbed}
 
 
+def mappings(times: np.ndarray, own: np.ndarray, captured: np.ndarray, independent: np.ndarray, constant: float,
+             xruns: np.ndarray, steady: Callable[[np.ndarray], np.ndarray], disturbed: np.ndarray) -> dict:
+    """The errors through the box's own map and through JACK's (around their constant offset),
+    steady state apart from the xruns and from JACK's disturbed cycles."""
+    return {
+        "own_mapping": {**split_xruns(times, own, xruns, steady(times)),
+                        "steady_jack_undisturbed": split_baseline(times, own, steady(times), disturbed)},
+        "independent_mapping": {
+            "constant_offset_ms": round(constant, 3),
+            **split_xruns(captured, independent, xruns, steady(captured)),
+            "steady_jack_undisturbed": split_baseline(captured, independent, steady(captured), disturbed)},
+    }
+
+
 def split_baseline(times: np.ndarray, errors: np.ndarray, steady: np.ndarray, disturbed: np.ndarray) -> dict:
     """The steady clicks with no disturbed JACK cycle from 0.1 s before to 1 s after."""
     near = np.zeros(len(times), dtype=bool)
@@ -432,13 +447,7 @@ def run_link(seconds: float, tmp: Path) -> dict:
         "box_xruns": box["report"]["xruns"], "peer_tempos": sorted({round(t, 3) for t in readings[:, 3]}),
         "starts_and_tempo_changes": len(moves),
         "jack_baseline": baseline,
-        "own_mapping": {**split_xruns(clicks, own, xruns, steady_mask(clicks)),
-                        "steady_jack_undisturbed": split_baseline(clicks, own, steady_mask(clicks), disturbed)},
-        "independent_mapping": {
-            "constant_offset_ms": round(constant, 3),
-            **split_xruns(captured_mono, independent - constant, xruns, steady_mask(captured_mono)),
-            "steady_jack_undisturbed": split_baseline(captured_mono, independent - constant,
-                                                      steady_mask(captured_mono), disturbed)},
+        **mappings(clicks, own, captured_mono, independent - constant, constant, xruns, steady_mask, disturbed),
         "lock_beats_after_each_start": locks(turned_on),
         "lock_beats_after_each_tempo_change": locks(changed),
         "clock_out": clock_out(json.loads((tmp / "ticks.json").read_text()), clicks, box["downbeats"], period),
@@ -481,13 +490,7 @@ def run_midi(seconds: float, tmp: Path) -> dict:
     return {
         "box_xruns": box["report"]["xruns"],
         "jack_baseline": baseline,
-        "own_mapping": {**split_xruns(times, own, xruns, steady_mask(times)),
-                        "steady_jack_undisturbed": split_baseline(times, own, steady_mask(times), disturbed)},
-        "independent_mapping": {
-            "constant_offset_ms": round(constant, 3),
-            **split_xruns(captured_mono, independent - constant, xruns, steady_mask(captured_mono)),
-            "steady_jack_undisturbed": split_baseline(captured_mono, independent - constant,
-                                                      steady_mask(captured_mono), disturbed)},
+        **mappings(times, own, captured_mono, independent - constant, constant, xruns, steady_mask, disturbed),
         "lock_beats_after_start": lock_beats(times, own, events["start"], events["stop"], period),
         "lock_beats_after_continue": lock_beats(times, own, events["continue"], float("inf"), period),
         "clock_out": clock_out(json.loads((tmp / "ticks.json").read_text()), clicks, box["downbeats"],

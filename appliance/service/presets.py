@@ -18,7 +18,7 @@ from appliance.service import state
 
 log = logging.getLogger("appliance")
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.+-]{0,39}$")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.+-]{0,39}$")
 
 
 class PresetError(ParamError):
@@ -32,7 +32,7 @@ class Presets:
         self.kind = kind                 # "preset" or "scene": its files and messages
 
     def path(self, name: str) -> Path:
-        if not _NAME.fullmatch(name) or name.endswith((".prev", ".tmp")):
+        if not NAME.fullmatch(name) or name.endswith((".prev", ".tmp")):
             raise PresetError(f"a {self.kind} name is 1..40 letters, digits, spaces or _.+- "
                               f"(starting with a letter or digit), got {name!r}")
         return self.directory / f"{name}.json"
@@ -57,7 +57,7 @@ class Presets:
             return []
         found = {p.name[: -len(".json")] for p in self.directory.glob("*.json")}
         found |= {p.name[: -len(".json.prev")] for p in self.directory.glob("*.json.prev")}
-        return sorted(n for n in found if _NAME.fullmatch(n))
+        return sorted(n for n in found if NAME.fullmatch(n))
 
     def delete(self, name: str) -> bool:
         path = self.path(name)

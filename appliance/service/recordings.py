@@ -11,7 +11,6 @@ engine restart (a reload that changes the audio or the orchestra).
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from appliance.controls.inbox import Action, Record
 from appliance.errors import ApplianceError, EngineError, ParamError
+from appliance.service.presets import NAME as _NAME  # the same rule: names may come from the network
 
 if TYPE_CHECKING:
     from appliance.instrument.instrument import Instrument
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("appliance")
 
 MIN_FREE = 64 * 1024 * 1024      # bytes a recording leaves free on the disk
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.+-]{0,39}$")
 
 
 class RecordingError(ParamError):
