@@ -45,6 +45,10 @@ def test_the_unit_allows_ip_only_for_a_link_session(tmp_path):
     assert not install._wants_network(config)
     config.write_text("[clock]\nsync = 'lnk'\n")              # a broken config: closed, `run` says why
     assert not install._wants_network(config)
+    config.write_text("[web]\nlisten = '0.0.0.0:8080'\n")      # the web page: opened only when it listens
+    assert "web page" in install._wants_network(config)
+    config.write_text("[web]\nlisten = ''\n")
+    assert not install._wants_network(config)
 
 
 def test_install_verify_and_uninstall_under_a_root(tmp_path):

@@ -165,3 +165,9 @@ def midi(args: argparse.Namespace) -> int:
 def logs(args: argparse.Namespace) -> int:
     print("\n".join(_ask(args, cmd="logs", lines=args.lines)["lines"]))
     return EXIT_OK
+
+
+def web_url(args: argparse.Namespace) -> int:
+    """The first URL is the box's name on the LAN (zeroconf); the others its addresses."""
+    print("\n".join(_ask(args, cmd="web")["urls"]))
+    return EXIT_OK

@@ -80,7 +80,7 @@ def _verb(name: str) -> Verb:
         return getattr(play, name.replace("-", "_"))
     from appliance.cli import control
 
-    return getattr(control, "continue_" if name == "continue" else name)
+    return getattr(control, "continue_" if name == "continue" else name.replace("-", "_"))
 
 
 # -- the parser ---------------------------------------------------------------------
@@ -245,6 +245,7 @@ _VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "reload": ("apply the changed config file (also: SIGHUP)", _positionals()),
     "midi": ("MIDI devices and mappings", _positionals()),
     "logs": ("the instrument's recent log", _logs_arguments),
+    "web-url": ("the web page's address with its token: open it on a phone or a laptop", _positionals()),
     "install": ("install as a service (as root)", _installing),
     "uninstall": ("undo install (as root)", _uninstalling),
 }

@@ -113,6 +113,14 @@ class OscConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    # The web page (remote/web.py); "" is off.  The box's installed config serves it on the LAN.
+    # Every request needs the token in the state directory (`appliance web-url` prints the URL).
+    listen: str = field(default="", metadata=_LISTEN)
+    announce: bool = True           # zeroconf: _http._tcp on the LAN
+
+
+@dataclass(frozen=True)
 class GpioConfig:
     backend: str = field(default="auto", metadata=_choice("auto", "mock"))
     encoder: tuple[EncoderConfig, ...] = ()
@@ -120,7 +128,8 @@ class GpioConfig:
 
 
 SECTIONS: dict[str, type] = {"audio": AudioConfig, "engine": EngineConfig, "clock": ClockConfig,
-                             "midi": MidiConfig, "gpio": GpioConfig, "osc": OscConfig}
+                             "midi": MidiConfig, "gpio": GpioConfig, "osc": OscConfig,
+                             "web": WebConfig}
 
 
 @dataclass(frozen=True)
@@ -132,6 +141,7 @@ class Config:
     midi: MidiConfig = MidiConfig()
     gpio: GpioConfig = GpioConfig()
     osc: OscConfig = OscConfig()
+    web: WebConfig = WebConfig()
     params: dict[str, float] = field(default_factory=dict)
 
     @property

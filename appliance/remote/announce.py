@@ -46,16 +46,16 @@ class Announcer:
                 self._zeroconf = zeroconf
             host = socket.gethostname().split(".")[0] or "appliance"
             for kind, listen_host, port in self.services:
-                addresses = _addresses(listen_host)
+                found = addresses(listen_host)
                 info = ServiceInfo(f"{kind}.local.", f"{self.name}.{kind}.local.", port=port,
-                                   addresses=[socket.inet_aton(a) for a in addresses], server=f"{host}.local.",
+                                   addresses=[socket.inet_aton(a) for a in found], server=f"{host}.local.",
                                    properties={"path": "/"} if kind == "_http._tcp" else {})
                 zeroconf.register_service(info, allow_name_change=True)
                 with self._lock:
                     if self._closed:
                         return
                     self._infos.append(info)
-                    self.announced.append(f"{kind} {port} on {', '.join(addresses)}")
+                    self.announced.append(f"{kind} {port} on {', '.join(found)}")
             log.info("announced on the LAN (zeroconf): %s", "; ".join(self.announced))
         except Exception as exc:
             self.error = str(exc)
@@ -73,7 +73,7 @@ class Announcer:
             zeroconf.close()
 
 
-def _addresses(listen_host: str) -> list[str]:
+def addresses(listen_host: str) -> list[str]:
     """The IPv4 addresses a service on `listen_host` is reached at."""
     if listen_host not in ("0.0.0.0", "", "::"):
         return [listen_host]

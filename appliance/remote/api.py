@@ -1,4 +1,4 @@
-"""What a remote surface (the control socket, and later OSC and the web page) may ask of the instrument.
+"""What a remote surface (the control socket, OSC and the web page) may ask of the instrument.
 
 Read-only snapshots for anything that only looks, and submit() for anything
 that changes the instrument: the command goes into the control loop's inbox,
@@ -8,6 +8,7 @@ no engine, no hardware, no loop internals.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Protocol
 
 from appliance.controls.inbox import Command
@@ -36,6 +37,12 @@ class InstrumentApi(Protocol):
 
     def recording_names(self) -> list[str]:
         """The recordings in the state directory."""
+
+    def recording_path(self, name: str) -> Path:
+        """A recording's file, for a download (RecordingError for a bad or unknown name)."""
+
+    def web_access(self) -> dict[str, Any] | None:
+        """Where the web page listens and its token: {"host", "port", "token"}; None when off."""
 
     def submit(self, command: Command, timeout: float | None = None) -> Any:
         """Put a command in the loop's inbox; with a timeout, wait for the loop's answer."""

@@ -25,15 +25,16 @@ SOURCE = "control socket"
 
 
 class Commands:
-    def __init__(self, api: InstrumentApi) -> None:
+    def __init__(self, api: InstrumentApi, source: str = SOURCE) -> None:
         self.api = api
+        self.source = source            # who asked, for the log ("control socket", "web 192.168.1.20")
         self._verbs: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "status": self.status, "get": self.get, "set": self.set, "params": self.params,
             "preset": self.preset, "scene": self.scene, "learn": self.learn, "unlearn": self.unlearn,
             "reload": self.reload, "record": self.record,
             "midi": self.midi, "start": self.transport, "stop": self.transport, "continue": self.transport,
             "panic": self.transport,
-            "logs": self.logs,
+            "logs": self.logs, "web": self.web,
         }
 
     def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -55,15 +56,22 @@ class Commands:
 
     def set(self, request: dict[str, Any]) -> dict[str, Any]:
         spec = PARAMETERS.spec(_text(request, "name"))
-        raw = request.get("value")
-        value = spec.parse(raw) if isinstance(raw, str) else spec.coerce(raw)
-        stored = self.api.submit(SetParam(spec.name, value, SOURCE), ANSWER_SECONDS)
+        if "norm" in request:                      # a fader's 0..1 position, through the parameter's curve
+            norm = request["norm"]
+            if isinstance(norm, bool) or not isinstance(norm, (int, float)) or not 0.0 <= norm <= 1.0:
+                raise ParamError(f"{spec.name}: norm takes 0..1, got {norm!r}")
+            value = spec.from_unit(float(norm))
+        else:
+            raw = request.get("value")
+            value = spec.parse(raw) if isinstance(raw, str) else spec.coerce(raw)
+        stored = self.api.submit(SetParam(spec.name, value, self.source), ANSWER_SECONDS)
         return _value(spec.name, stored)
 
     def params(self, request: dict[str, Any]) -> dict[str, Any]:
         values = self.api.values()
         return {"params": [{
             "name": spec.name, "value": spec.external(values[spec.name]), "text": spec.format(values[spec.name]),
+            "norm": round(spec.to_unit(values[spec.name]), 6), "min": spec.minimum, "max": spec.maximum,
             "range": spec.range_text, "default": spec.external(spec.default), "unit": spec.unit,
             "curve": spec.curve, "step": spec.step, "group": spec.group, "doc": spec.doc,
             **({"choices": list(spec.choices)} if spec.choices else {}),
@@ -88,7 +96,7 @@ class Commands:
                 raise ApplianceError(f"cannot save {kind} {name!r}: {exc.strerror or exc}") from None
             return {"saved": name}
         if action == recall:
-            answer = self.api.submit(LoadPreset(name, SOURCE, kind=kind), ANSWER_SECONDS)
+            answer = self.api.submit(LoadPreset(name, self.source, kind=kind), ANSWER_SECONDS)
             return {"loaded": name, "warnings": answer} if kind == "preset" else \
                 {"recalled": name, "warnings": answer["warnings"], "at_bar": answer["at_bar"]}
         if action == "delete":
@@ -107,7 +115,7 @@ class Commands:
         name = request.get("name")
         if name is not None and not isinstance(name, str):
             raise ParamError(f"a recording name is text, got {name!r}")
-        return self.api.submit(Record(action == "start", name, SOURCE), ANSWER_SECONDS)
+        return self.api.submit(Record(action == "start", name, self.source), ANSWER_SECONDS)
 
     def learn(self, request: dict[str, Any]) -> dict[str, Any]:
         if request.get("cancel") is True:
@@ -132,7 +140,7 @@ class Commands:
         action = request["cmd"]
         if action == "stop" and request.get("now") is True:
             action = "panic"
-        self.api.submit(Action(action, 0, SOURCE, 0.0), ANSWER_SECONDS)
+        self.api.submit(Action(action, 0, self.source, 0.0), ANSWER_SECONDS)
         return {"transport": action}
 
     def reload(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -140,6 +148,22 @@ class Commands:
 
     def midi(self, request: dict[str, Any]) -> dict[str, Any]:
         return {"midi": self.api.midi()}
+
+    def web(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The web page's URLs with the token (whoever may use this socket may have it)."""
+        access = self.api.web_access()
+        if access is None:
+            raise ApplianceError("the web page is off: set [web] listen in the config, then reload")
+        host, port, token = access["host"], access["port"], access["token"]
+        if host in ("0.0.0.0", "::", ""):
+            import socket
+
+            from appliance.remote.announce import addresses
+
+            hosts = [f"{socket.gethostname().split('.')[0]}.local", *addresses(host)]
+        else:
+            hosts = [host]
+        return {"urls": [f"http://{f'[{h}]' if ':' in h else h}:{port}/?token={token}" for h in hosts]}
 
     def logs(self, request: dict[str, Any]) -> dict[str, Any]:
         count = request.get("lines", 100)

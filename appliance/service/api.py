@@ -1,8 +1,9 @@
-"""The service's side of appliance/remote/api.py: what the socket (and later OSC
-and the web page) see of the running instrument."""
+"""The service's side of appliance/remote/api.py: what the socket, OSC and the web
+page see of the running instrument."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from appliance.controls.inbox import Command
@@ -24,7 +25,7 @@ class ServiceApi:
     def midi(self) -> dict[str, Any]:
         hardware = self._service.instrument.hardware
         return {**hardware.status(), "mappings": [m.describe() for m in hardware.router.mappings],
-                "outputs": sorted(hardware.midi.outputs)}
+                "outputs": sorted(hardware.midi.outputs), "learning": hardware.router.learning}
 
     def logs(self, count: int) -> list[str]:
         return self._service.ring.last(count)
@@ -40,6 +41,13 @@ class ServiceApi:
 
     def recording_names(self) -> list[str]:
         return self._service.recordings.names()
+
+    def recording_path(self, name: str) -> Path:
+        return self._service.recordings.existing(name)
+
+    def web_access(self) -> dict[str, Any] | None:
+        web = self._service.web
+        return None if web is None else {"host": web.host, "port": web.port, "token": web.token}
 
     def submit(self, command: Command, timeout: float | None = None) -> Any:
         return self._service.submit(command, timeout)

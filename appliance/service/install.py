@@ -67,7 +67,9 @@ def install(root: Path, name: str) -> list[str]:
         config.parent.mkdir(parents=True, exist_ok=True)
         factory = (paths.config_dir() / "appliance.toml").read_text()
         if "\n[osc]" not in factory:
-            factory += BOX_OSC                # on the box, OSC listens on the LAN
+            factory += BOX_OSC                # on the box, OSC and the web page listen on the LAN
+        if "\n[web]" not in factory:
+            factory += BOX_WEB
         config.write_text(factory)
         config.chmod(0o644)
         done.append(f"wrote the factory config to {config}")
@@ -139,7 +141,7 @@ def unit_path(root: Path, name: str) -> Path:
 
 
 def render_unit(name: str, prefix: Path, groups: list[str], network: bool = False) -> str:
-    """The unit for this box; `network`: it may open IPv4 and IPv6 sockets (Ableton Link, OSC)."""
+    """The unit for this box; `network`: it may open IPv4 and IPv6 sockets (Ableton Link, OSC, the web page)."""
     template = (paths.systemd_dir() / "appliance.service").read_text()
     unit = template.replace("@NAME@", name).replace("@PREFIX@", str(prefix))
     unit = unit.replace("@NETWORK@", " AF_INET AF_INET6" if network else "")
@@ -156,6 +158,14 @@ BOX_OSC = """
 listen = "0.0.0.0:10111"
 """
 
+BOX_WEB = """
+[web]
+# The web page on the LAN: every parameter, presets, scenes, MIDI learn, logs, recordings.  Every
+# request needs the token (`appliance web-url` prints the URL with it).  "" turns it off;
+# "127.0.0.1:8080" keeps it on the box (reach it with ssh -L 8080:127.0.0.1:8080).
+listen = "0.0.0.0:8080"
+"""
+
 
 def _wants_network(config: Path) -> str:
     """What in the installed config needs IP ("" nothing; unreadable: nothing, `run` says why)."""
@@ -164,7 +174,8 @@ def _wants_network(config: Path) -> str:
     except ApplianceError:
         return ""
     wants = (["plays in an Ableton Link session (UDP multicast)"] if loaded.sync == "link" else []) + \
-            ([f"listens for OSC on {loaded.osc.listen}"] if loaded.osc.listen else [])
+            ([f"listens for OSC on {loaded.osc.listen}"] if loaded.osc.listen else []) + \
+            ([f"serves the web page on {loaded.web.listen}"] if loaded.web.listen else [])
     return " and ".join(wants)
 
 

@@ -45,6 +45,16 @@ class Recordings:
                                  f"(starting with a letter or digit), got {name!r}")
         return self.directory / f"{stem}.wav"
 
+    def existing(self, name: str) -> Path:
+        """A recording that is there (for a download); the one being written is not, yet."""
+        path = self.path(name)
+        recorder = self.instrument.engine.recording
+        if recorder is not None and recorder.path == path:
+            raise RecordingError(f"{path.name!r} is still being recorded: stop it first")
+        if not path.is_file():
+            raise RecordingError(f"no recording {name!r}")
+        return path
+
     def names(self) -> list[str]:
         if not self.directory.is_dir():
             return []

@@ -3,7 +3,8 @@
 Around the Instrument it adds what a box on its own needs, each in a module
 of its own: safe mode (safe_mode.py), the last state (last_state.py),
 presets (presets.py), the boot log (boots.py), systemd's notify protocol and
-watchdog (systemd.py), the control socket (appliance/remote) and reload.
+watchdog (systemd.py), the control socket, OSC and the web page
+(appliance/remote) and reload.
 Reload, presets and the periodic work run inside the control loop, as
 commands and jobs: the loop stays the only writer.
 """
@@ -41,6 +42,7 @@ from appliance.service.systemd import Notifier, notify
 if TYPE_CHECKING:
     from appliance.remote.announce import Announcer
     from appliance.remote.osc import OscServer
+    from appliance.remote.web import WebServer
 
 log = logging.getLogger("appliance")
 
@@ -76,6 +78,7 @@ class Service:
         self.started = time.monotonic()
         self.server: ControlServer | None = None
         self.osc: OscServer | None = None
+        self.web: WebServer | None = None
         self.announcer: Announcer | None = None
         self.memory_locked = False
         self.persist = True                         # the state directory can be written
@@ -129,7 +132,7 @@ class Service:
         loop.add_job(self._good_after)
 
     def start(self) -> None:
-        """Start the sound, then the socket."""
+        """Start the sound, then OSC, the web page and the socket."""
         instrument = self.instrument
         note = lock_memory()
         self.memory_locked = note is None
@@ -139,6 +142,7 @@ class Service:
         if instrument.orchestra_failed:
             self.enter_safe_mode("the orchestra does not compile")
         instrument.perform(self.options.record)
+        self._start_remote()             # before the socket: when it answers, all of it is up
         if self.options.socket is not None:
             from appliance.service.api import ServiceApi
 
@@ -151,33 +155,52 @@ class Service:
                 self.server = None
                 instrument.error(f"control socket {self.options.socket} not available: {exc}; "
                                  "playing without it")
-        self._start_osc()
 
-    def _start_osc(self) -> None:
-        """OSC, if the config listens: without it the instrument plays on, and says why."""
-        address = listen_address(self.config.osc.listen)
-        if address is None:
-            return
-        from appliance.remote.osc import OscServer
+    def _start_remote(self) -> None:
+        """OSC and the web page, if the config listens, then their announcement on the LAN;
+        without either the instrument plays on, and says why."""
         from appliance.service.api import ServiceApi
 
-        osc = OscServer(*address, ServiceApi(self))
-        try:
-            osc.start()
-        except OSError as exc:
-            self.instrument.error(f"OSC on {self.config.osc.listen} not available: {exc.strerror or exc}; "
-                                  "playing without it")
-            return
-        self.osc = osc
-        self.instrument.loop.feedback.append(osc.feedback)
-        log.info("OSC listening on %s:%d (UDP)", osc.host, osc.port)
-        if self.config.osc.announce and not osc.host.startswith("127."):
+        api = ServiceApi(self)
+        services: list[tuple[str, str, int]] = []
+        osc_address = listen_address(self.config.osc.listen)
+        if osc_address is not None:
+            from appliance.remote.osc import OscServer
+
+            self.osc = self._listening("OSC", self.config.osc.listen, OscServer(*osc_address, api))
+            if self.osc is not None:
+                self.instrument.loop.feedback.append(self.osc.feedback)
+                log.info("OSC listening on %s:%d (UDP)", self.osc.host, self.osc.port)
+                if self.config.osc.announce:
+                    services.append(("_osc._udp", self.osc.host, self.osc.port))
+        web_address = listen_address(self.config.web.listen)
+        if web_address is not None:
+            from appliance.remote import token
+            from appliance.remote.web import WebServer
+
+            secret = token.load_or_create(self.options.state_dir)
+            self.web = self._listening("the web page", self.config.web.listen, WebServer(*web_address, api, secret))
+            if self.web is not None:
+                log.info("web page on http://%s:%d/ (`appliance web-url` prints it with its token)",
+                         self.web.host, self.web.port)
+                if self.config.web.announce:
+                    services.append(("_http._tcp", self.web.host, self.web.port))
+        services = [service for service in services if not service[1].startswith("127.")]
+        if services:
             from appliance.remote.announce import Announcer
 
-            self.announcer = Announcer(f"appliance on {socket.gethostname()}", [("_osc._udp", osc.host, osc.port)])
+            self.announcer = Announcer(f"appliance on {socket.gethostname()}", services)
             self.announcer.start()
 
-    def _stop_osc(self) -> None:
+    def _listening(self, what: str, listen: str, server: Any) -> Any:
+        try:
+            server.start()
+        except OSError as exc:
+            self.instrument.error(f"{what} on {listen} not available: {exc.strerror or exc}; playing without it")
+            return None
+        return server
+
+    def _stop_remote(self) -> None:
         if self.announcer is not None:
             self.announcer.close()
             self.announcer = None
@@ -185,6 +208,9 @@ class Service:
             self.instrument.loop.feedback.remove(self.osc.feedback)
             self.osc.close()
             self.osc = None
+        if self.web is not None:
+            self.web.close()
+            self.web = None
 
     def run(self, on_status: Any = None) -> None:
         """Run the control loop on a thread of its own, named so `ps -L` tells it apart,
@@ -219,7 +245,7 @@ class Service:
         notify("STOPPING=1")
         if self.server is not None:
             self.server.close()
-        self._stop_osc()
+        self._stop_remote()
         instrument = self.instrument
         self.last_state.save(instrument.params.snapshot(), instrument.hardware.learned())
         if instrument.engine.is_open:
@@ -271,10 +297,10 @@ class Service:
         new = config_module.load(self.options.config_path)     # ConfigError: refused, the old one kept
         changed = self.instrument.reconfigure(new)
         old, self.config = self.config, new
-        if old.osc != new.osc:
-            self._stop_osc()
-            self._start_osc()
-            changed.append("OSC")
+        if (old.osc, old.web) != (new.osc, new.web):
+            self._stop_remote()
+            self._start_remote()
+            changed.append("OSC and the web page")
         if self.safe_mode:
             self._leave_safe_mode()
             changed.append("left safe mode (the saved setup is back)")
@@ -305,6 +331,7 @@ class Service:
             "presets": self.presets.names(),
             "scenes": self.stored["scene"].names(),
             "osc": self.osc.stats() if self.osc is not None else None,
+            "web": self.web.stats() if self.web is not None else None,
             "recording": self.recordings.status(),
             "announced": self.announcer.announced if self.announcer is not None else [],
             "scene_pending": self._scene_pending(instrument),
