@@ -1,10 +1,11 @@
-"""Remote surfaces: what OSC costs the box and how fast it answers.
+"""Remote surfaces: what OSC and the web page cost the box and how fast they answer.
 
-    python bench/remote.py --out FILE.json [--messages N] [--idle-seconds S]
+    python bench/remote.py --out FILE.json [--messages N] [--idle-seconds S] [--clients 1,4,8,16]
 
 The service runs as on the box (`appliance run --simulate`, null audio paced
-in real time, the control socket), once without OSC and once with `[osc]
-listen` on the loopback, in turn, and is measured from outside:
+in real time, the control socket), without OSC or the page, with `[osc]
+listen`, and with `[web] listen`, on the loopback, in turn, and is measured
+from outside:
 
   rss_mib, idle_cpu_percent   /proc of the service after it settled, and over
                               S seconds with no client: the cost of OSC being on
@@ -16,12 +17,25 @@ listen` on the loopback, in turn, and is measured from outside:
                               from the message to Csound's channel is at most this.
   refused                     what the box counted as refused (0 expected)
 
-The web page (issue 12) is not built yet; its figures will join these.
+With the web page (a websocket client speaking as the page does, aiohttp's):
+  web idle / with a page open  RSS and CPU with no page, then with one page open
+                              (status and every value pushed 12.5 times a second)
+  page_set_ms                 the page's "set" (a control moved) -> the box's reply, which
+                              it sends once the control loop has applied the value
+                              (Csound's channel set): N of them, 50 a second
+  status_push                 frames a second a page receives, and the gaps between them
+  clients                     N pages at once, each taking every push and moving a
+                              control 10 times a second, for S seconds: late notes, xruns,
+                              the box's CPU, and any page that got nothing (the box
+                              serves at most 16; the 17th is refused)
+The clients run on the same machine and take CPU of their own: on a Pi the
+page is on a phone, so these figures are the harder case.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime
 import json
 import os
@@ -44,15 +58,16 @@ from pythonosc.osc_packet import OscPacket  # noqa: E402
 CONFIG = "[audio]\nbackend = 'null'\n"
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+def free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
 
 
-def start_service(tmp: Path, osc_port: int | None) -> tuple[subprocess.Popen, Path]:
+def start_service(tmp: Path, osc_port: int | None, web_port: int | None = None) -> tuple[subprocess.Popen, Path]:
     config = tmp / "remote.toml"
-    config.write_text(CONFIG + (f'[osc]\nlisten = "127.0.0.1:{osc_port}"\n' if osc_port else ""))
+    config.write_text(CONFIG + (f'[osc]\nlisten = "127.0.0.1:{osc_port}"\n' if osc_port else "") +
+                      (f'[web]\nlisten = "127.0.0.1:{web_port}"\n' if web_port else ""))
     sock = tmp / "control.sock"
     process = subprocess.Popen([sys.executable, "-m", "appliance", "run", "--simulate", "--config", str(config),
                                 "--socket", str(sock), "--state-dir", str(tmp / "state")],
@@ -63,27 +78,27 @@ def start_service(tmp: Path, osc_port: int | None) -> tuple[subprocess.Popen, Pa
     return process, sock
 
 
-def status(sock: Path) -> dict:
+def ask(sock: Path, command: dict) -> dict:
     with socket.socket(socket.AF_UNIX) as client:
         client.connect(str(sock))
-        client.sendall(b'{"cmd": "status"}\n')
+        client.sendall(json.dumps(command).encode() + b"\n")
         data = b""
         while not data.endswith(b"\n"):
             data += client.recv(65536)
-    return json.loads(data)["status"]
+    return json.loads(data)
+
+
+def status(sock: Path) -> dict:
+    return ask(sock, {"cmd": "status"})["status"]
 
 
 def cost(pid: int, seconds: float) -> dict:
     """RSS now, and the CPU the process used over `seconds` (all its threads)."""
-    def cpu() -> float:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
     rss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
                if line.startswith("VmRSS:"))
-    before, started = cpu(), time.monotonic()
+    before, started = cpu_seconds(pid), time.monotonic()
     time.sleep(seconds)
-    used = cpu() - before
+    used = cpu_seconds(pid) - before
     return {"rss_mib": round(rss / 1024, 1), "idle_cpu_percent": round(100 * used / (time.monotonic() - started), 2)}
 
 
@@ -117,6 +132,104 @@ def round_trips(port: int, count: int) -> list[float]:
     return times
 
 
+# -- the web page -----------------------------------------------------------------------------
+
+async def _page(base: str, token: str):
+    import aiohttp
+
+    session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+    ws = await session.ws_connect(base + "/ws", headers={"Cookie": f"appliance_token={token}", "Origin": base},
+                                  max_msg_size=1 << 20)
+    return session, ws
+
+
+async def _reply(ws, ident: int, seconds: float = 5.0) -> dict | None:
+    import aiohttp
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        message = await ws.receive(timeout=seconds)
+        if message.type != aiohttp.WSMsgType.TEXT:
+            return None
+        data = json.loads(message.data)
+        if data["type"] == "reply" and data.get("id") == ident:
+            return data
+    return None
+
+
+async def page_sets(base: str, token: str, count: int) -> list[float]:
+    """A control moved on the page: the "set" out, the box's reply back (sent once applied)."""
+    session, ws = await _page(base, token)
+    times: list[float] = []
+    try:
+        for i in range(count):
+            sent = time.monotonic()
+            value = round(0.001 + (i % 997) / 1000, 3)               # a new value each time
+            await ws.send_str(json.dumps({"cmd": "set", "name": "brightness", "value": value, "id": i}))
+            reply = await _reply(ws, i)
+            if reply is not None and reply["ok"]:
+                times.append(time.monotonic() - sent)
+            await asyncio.sleep(max(0.0, sent + 0.02 - time.monotonic()))
+    finally:
+        await ws.close()
+        await session.close()
+    return times
+
+
+async def pushes(base: str, token: str, seconds: float) -> dict:
+    import aiohttp
+
+    session, ws = await _page(base, token)
+    arrivals: list[float] = []
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            message = await ws.receive(timeout=seconds)
+            if message.type != aiohttp.WSMsgType.TEXT:
+                break
+            if json.loads(message.data)["type"] == "status":
+                arrivals.append(time.monotonic())
+    finally:
+        await ws.close()
+        await session.close()
+    gaps = np.diff(arrivals) if len(arrivals) > 1 else np.array([])
+    return {"per_second": round((len(arrivals) - 1) / (arrivals[-1] - arrivals[0]), 2) if len(arrivals) > 1 else 0,
+            "gap_ms": stats(list(gaps))}
+
+
+async def many_pages(base: str, token: str, count: int, seconds: float) -> dict:
+    """`count` pages at once, each taking every push and moving a control 10 times a second."""
+    import aiohttp
+
+    async def page(index: int) -> dict:
+        try:
+            session, ws = await _page(base, token)
+        except aiohttp.WSServerHandshakeError as exc:
+            return {"refused": exc.status}
+        frames = sets = 0
+        try:
+            deadline = time.monotonic() + seconds
+            next_set = time.monotonic()
+            while time.monotonic() < deadline:
+                if time.monotonic() >= next_set:
+                    await ws.send_str(json.dumps({"cmd": "set", "name": "echo", "value": (index + sets) % 10 / 10}))
+                    sets += 1
+                    next_set += 0.1
+                try:
+                    message = await ws.receive(timeout=max(0.001, next_set - time.monotonic()))
+                except TimeoutError:
+                    continue
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    break
+                frames += json.loads(message.data)["type"] == "status"
+        finally:
+            await ws.close()
+            await session.close()
+        return {"frames": frames, "sets": sets}
+
+    return {"pages": await asyncio.gather(*(page(i) for i in range(count)))}
+
+
 def stats(values: list[float]) -> dict:
     if not values:
         return {"count": 0}
@@ -130,12 +243,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "remote.json")
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--idle-seconds", type=float, default=10.0)
+    parser.add_argument("--clients", default="1,4,8,16", help="how many pages at once, in turn")
     args = parser.parse_args(argv)
     result: dict = {"command": " ".join(["bench/remote.py", *(argv if argv is not None else sys.argv[1:])]),
                     "date": datetime.date.today().isoformat()}
-    for name, port in (("without OSC", None), ("with OSC", free_port())):
+    runs = (("without OSC", None, None), ("with OSC", free_port(), None),
+            ("with the web page", None, free_port(socket.SOCK_STREAM)))
+    for name, port, web_port in runs:
         with tempfile.TemporaryDirectory() as tmp:
-            process, sock = start_service(Path(tmp), port)
+            process, sock = start_service(Path(tmp), port, web_port)
             try:
                 time.sleep(3.0)                                   # settled
                 run = cost(process.pid, args.idle_seconds)
@@ -145,18 +261,76 @@ def main(argv: list[str] | None = None) -> int:
                     run["lost"] = args.messages - len(trips)
                     run["osc"] = status(sock)["osc"]
                     run["late_notes"] = status(sock)["late_notes"]
+                if web_port:
+                    run.update(web(process.pid, sock, args))
                 result[name] = run
                 print(name, json.dumps(run), flush=True)
             finally:
                 process.send_signal(signal.SIGTERM)
                 process.wait(timeout=30)
-    base, osc = result["without OSC"], result["with OSC"]
+    base, osc, page = result["without OSC"], result["with OSC"], result["with the web page"]
     result["osc_extra_rss_mib"] = round(osc["rss_mib"] - base["rss_mib"], 1)
     result["osc_extra_idle_cpu_percent"] = round(osc["idle_cpu_percent"] - base["idle_cpu_percent"], 2)
-    print("OSC adds", result["osc_extra_rss_mib"], "MiB and", result["osc_extra_idle_cpu_percent"], "% CPU idle")
+    result["web_extra_rss_mib"] = round(page["rss_mib"] - base["rss_mib"], 1)
+    result["web_extra_idle_cpu_percent"] = round(page["idle_cpu_percent"] - base["idle_cpu_percent"], 2)
+    result["web_one_page_extra_cpu_percent"] = round(page["one_page_open"]["idle_cpu_percent"] -
+                                                     base["idle_cpu_percent"], 2)
+    served = [n for n, figures in page["clients"].items() if figures["late_notes"] == 0 and not figures["starved"]]
+    result["web_pages_served_with_no_late_note"] = max((int(n) for n in served), default=0)
+    print("OSC adds", result["osc_extra_rss_mib"], "MiB and", result["osc_extra_idle_cpu_percent"], "% CPU idle;",
+          "the web page", result["web_extra_rss_mib"], "MiB,", result["web_extra_idle_cpu_percent"], "% idle,",
+          result["web_one_page_extra_cpu_percent"], "% with a page open;",
+          result["web_pages_served_with_no_late_note"], "pages at once with no late note")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     return 0
+
+
+def web(pid: int, sock: Path, args: argparse.Namespace) -> dict:
+    base, token = ask(sock, {"cmd": "web"})["urls"][0].split("/?token=")
+    figures: dict = {}
+
+    async def open_page_cost() -> dict:
+        session, ws = await _page(base, token)
+        try:
+            async def drain() -> None:
+                async for _ in ws:
+                    pass
+            reader = asyncio.create_task(drain())
+            await asyncio.sleep(1.0)
+            measured = await asyncio.to_thread(cost, pid, args.idle_seconds)
+            reader.cancel()
+            return measured
+        finally:
+            await ws.close()
+            await session.close()
+
+    figures["one_page_open"] = asyncio.run(open_page_cost())
+    figures["page_set_ms"] = stats(asyncio.run(page_sets(base, token, args.messages)))
+    figures["status_push"] = asyncio.run(pushes(base, token, 5.0))
+    figures["clients"] = {}
+    for count in (int(n) for n in args.clients.split(",")):
+        before = status(sock)
+        started = cpu_seconds(pid)
+        pages = asyncio.run(many_pages(base, token, count, args.idle_seconds))["pages"]
+        used = cpu_seconds(pid) - started
+        after = status(sock)
+        served = [p for p in pages if "frames" in p]
+        figures["clients"][str(count)] = {
+            "late_notes": after["late_notes"] - before["late_notes"], "xruns": after["xruns"] - before["xruns"],
+            "cpu_percent": round(100 * used / args.idle_seconds, 1),
+            "frames_per_page_per_second": round(min((p["frames"] for p in served), default=0) / args.idle_seconds, 1),
+            "sets": sum(p["sets"] for p in served), "refused": len(pages) - len(served),
+            "starved": sum(1 for p in served if p["frames"] == 0)}
+        print(f"  {count} pages:", json.dumps(figures["clients"][str(count)]), flush=True)
+    figures["web"] = status(sock)["web"]
+    figures["late_notes"] = status(sock)["late_notes"]
+    return figures
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":

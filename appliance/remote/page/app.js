@@ -15,6 +15,7 @@ let editing = null;                  // the parameter a finger is on: the box's 
 let editingUntil = 0;
 let shown = {};                      // list name -> what is on the page (to redraw only on change)
 let retry = 1000;
+let hidden = false;                  // a phone's page in the background takes no pushes
 
 function connect() {
   const scheme = location.protocol === "https:" ? "wss://" : "ws://";
@@ -24,10 +25,21 @@ function connect() {
   ws.onclose = () => {
     setConnection(false);
     inflight = null;
-    setTimeout(connect, retry);
-    retry = Math.min(retry * 2, 8000);
+    ws = null;
+    if (!hidden) {
+      setTimeout(() => { if (!ws && !hidden) connect(); }, retry);
+      retry = Math.min(retry * 2, 8000);
+    }
   };
 }
+
+// Out of sight (another app, the screen off) the page lets go of its websocket, so the box
+// pushes nothing to it; back in sight it connects again and gets everything afresh.
+document.addEventListener("visibilitychange", () => {
+  hidden = document.visibilityState === "hidden";
+  if (hidden && ws) ws.close();
+  else if (!hidden && !ws) { retry = 1000; connect(); }
+});
 
 function setConnection(on) {
   const box = $("connection");
