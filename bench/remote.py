@@ -96,10 +96,15 @@ def cost(pid: int, seconds: float) -> dict:
     """RSS now, and the CPU the process used over `seconds` (all its threads)."""
     rss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
                if line.startswith("VmRSS:"))
-    before, started = cpu_seconds(pid), time.monotonic()
+    before, threads, started = cpu_seconds(pid), thread_seconds(pid), time.monotonic()
     time.sleep(seconds)
-    used = cpu_seconds(pid) - before
-    return {"rss_mib": round(rss / 1024, 1), "idle_cpu_percent": round(100 * used / (time.monotonic() - started), 2)}
+    used, elapsed = cpu_seconds(pid) - before, time.monotonic() - started
+    after = thread_seconds(pid)
+    # the remote surfaces' own threads, exactly (the process's total wanders by a percent or two)
+    own = {name: round(100 * (after[name] - threads.get(name, 0.0)) / elapsed, 3) for name in after
+           if name in ("osc", "web", "web-command", "zeroconf", "control-socket")}
+    return {"rss_mib": round(rss / 1024, 1), "idle_cpu_percent": round(100 * used / elapsed, 2),
+            "threads_cpu_percent": own}
 
 
 def message(address: str, value: float) -> bytes:
@@ -275,11 +280,16 @@ def main(argv: list[str] | None = None) -> int:
     result["web_extra_idle_cpu_percent"] = round(page["idle_cpu_percent"] - base["idle_cpu_percent"], 2)
     result["web_one_page_extra_cpu_percent"] = round(page["one_page_open"]["idle_cpu_percent"] -
                                                      base["idle_cpu_percent"], 2)
+    result["web_threads_cpu_percent"] = {
+        "idle": round(sum(v for k, v in page["threads_cpu_percent"].items() if k.startswith("web")), 3),
+        "one page open": round(sum(v for k, v in page["one_page_open"]["threads_cpu_percent"].items()
+                                   if k.startswith("web")), 3)}
     served = [n for n, figures in page["clients"].items() if figures["late_notes"] == 0 and not figures["starved"]]
     result["web_pages_served_with_no_late_note"] = max((int(n) for n in served), default=0)
     print("OSC adds", result["osc_extra_rss_mib"], "MiB and", result["osc_extra_idle_cpu_percent"], "% CPU idle;",
           "the web page", result["web_extra_rss_mib"], "MiB,", result["web_extra_idle_cpu_percent"], "% idle,",
-          result["web_one_page_extra_cpu_percent"], "% with a page open;",
+          result["web_one_page_extra_cpu_percent"], "% with a page open (its own threads:",
+          result["web_threads_cpu_percent"], ");",
           result["web_pages_served_with_no_late_note"], "pages at once with no late note")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
@@ -326,6 +336,19 @@ def web(pid: int, sock: Path, args: argparse.Namespace) -> dict:
     figures["web"] = status(sock)["web"]
     figures["late_notes"] = status(sock)["late_notes"]
     return figures
+
+
+def thread_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds by thread name (the kernel's: the box names its threads)."""
+    found: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:                      # the thread ended
+            continue
+        found[name] = found.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return found
 
 
 def cpu_seconds(pid: int) -> float:

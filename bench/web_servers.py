@@ -5,7 +5,10 @@
 Each candidate serves a page and a websocket from a bare Python process of its
 own (the box's process already holds much of what they import, so these are
 upper bounds); after one request it is left idle.  Reported: RSS against a bare
-Python (extra_rss_mib) and idle CPU over 5 s.  Candidates not installed are
+Python (extra_rss_mib) and idle CPU over 5 s.  And import_in_box_mib: what
+importing it adds to a process that already holds what the box's does
+(asyncio, zeroconf, json, http.client: zeroconf runs on asyncio), the nearer
+figure for the page inside the service.  Candidates not installed are
 skipped and said so: they are not the box's dependencies; for a comparison run
 it in a scratch venv (`python3 -m venv /tmp/w && /tmp/w/bin/pip install websockets
 aiohttp starlette uvicorn && /tmp/w/bin/python bench/web_servers.py`).
@@ -22,6 +25,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+IMPORTS = {"websockets": ["websockets.asyncio.server"], "aiohttp": ["aiohttp.web"],
+           "starlette+uvicorn": ["starlette.applications", "starlette.routing", "uvicorn", "websockets.asyncio.server"]}
 NEEDS = {"websockets": ["websockets"], "aiohttp": ["aiohttp"], "starlette+uvicorn": ["starlette", "uvicorn"]}
 SERVERS = {
 "baseline": "import time\nprint('ready', flush=True)\ntime.sleep(60)",
@@ -113,6 +118,15 @@ def main() -> int:
         finally:
             process.kill()
             process.wait()
+    for name, modules in IMPORTS.items():
+        if name in out and "skipped" not in out[name]:
+            code = ("import asyncio, json, http.client, zeroconf, importlib\n"
+                    "def rss(): return next(int(l.split()[1]) for l in open('/proc/self/status') "
+                    "if l.startswith('VmRSS'))\n"
+                    f"before = rss()\nfor m in {modules!r}: importlib.import_module(m)\nprint((rss() - before) / 1024)")
+            done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+            out[name]["import_in_box_mib"] = round(float(done.stdout), 1) if done.returncode == 0 else \
+                f"failed: {done.stderr.strip()[-200:]}"
     base = out["baseline"]["rss_mib"]
     for figures in out.values():
         if "rss_mib" in figures:

@@ -42,7 +42,7 @@ from aiohttp import WSMsgType, web
 
 from appliance.controls.inbox import Busy
 from appliance.controls.midi.mapping import ACTIONS as MIDI_ACTIONS
-from appliance.engine.rtprio import start_thread
+from appliance.engine.rtprio import name_this_thread, start_thread
 from appliance.errors import ApplianceError
 from appliance.params import GROUPS, PARAMETERS
 from appliance.remote import token as tokens
@@ -95,7 +95,8 @@ class WebServer:
         self._ready = threading.Event()
         self._failure: BaseException | None = None
         # commands wait for the control loop's answer (up to seconds): never in the event loop
-        self._pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="web-command")
+        self._pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="web-command",
+                                                           initializer=name_this_thread, initargs=("web-command",))
 
     # -- life ------------------------------------------------------------------------------
 
