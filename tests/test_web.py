@@ -92,7 +92,8 @@ def test_every_request_needs_the_token_kept_0600_and_the_first_visit_leaves_a_co
         async with session.get(f"/?token={token}", allow_redirects=False) as response:
             first = response.status, response.headers["Location"], response.headers.getall("Set-Cookie")
         async with session.get("/", headers=cookie) as response:
-            page = response.status, await response.text(), response.headers["Content-Security-Policy"]
+            page = (response.status, await response.text(), response.headers["Content-Security-Policy"],
+                    response.headers["Server"])
         async with session.post("/", headers=cookie, data=b"x") as response:
             seen["POST"] = response.status
         return seen, first, page
@@ -102,6 +103,7 @@ def test_every_request_needs_the_token_kept_0600_and_the_first_visit_leaves_a_co
     assert first[0] == 303 and first[1] == "/"                              # the token leaves the address bar
     assert any(f"appliance_token={token}" in c and "HttpOnly" in c and "SameSite=Strict" in c for c in first[2])
     assert page[0] == 200 and "<title>appliance</title>" in page[1] and "script-src 'self'" in page[2]
+    assert page[3] == "appliance"                                          # not which server, which version
     web = json.loads(box.ok("status", "--json"))["web"]
     assert web["refused"]["token"] == 6
 
@@ -368,3 +370,15 @@ def test_a_reload_turns_the_page_off_and_on_and_the_token_stays(web_box):
 
     assert run(base, token, body) == 200
     assert box.stop()["late_notes"] == 0
+
+
+def test_a_taken_port_leaves_the_instrument_playing_and_saying_why(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        box = Box(tmp_path, config=GOOD_CONFIG + f'[web]\nlisten = "127.0.0.1:{port}"\n')
+        status = json.loads(box.ok("status", "--json"))
+        assert status["web"] is None and "web page" in status["last_error"]
+        assert status["transport"] == "playing"
+        assert box.stop()["notes"] > 0

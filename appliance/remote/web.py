@@ -75,6 +75,7 @@ HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
+    "Server": "appliance",          # not which aiohttp, to whoever asks
 }
 
 
@@ -113,7 +114,8 @@ class WebServer:
 
     def close(self) -> None:
         if self._loop is not None and self._stopping is not None:
-            self._loop.call_soon_threadsafe(self._stopping.set)
+            with contextlib.suppress(RuntimeError):          # the loop already ended (and said why)
+                self._loop.call_soon_threadsafe(self._stopping.set)
         if self._thread is not None:
             self._thread.join(timeout=15)
             self._thread = None
