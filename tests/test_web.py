@@ -382,3 +382,34 @@ def test_a_taken_port_leaves_the_instrument_playing_and_saying_why(tmp_path):
         assert status["web"] is None and "web page" in status["last_error"]
         assert status["transport"] == "playing"
         assert box.stop()["notes"] > 0
+
+
+def test_tap_tempo_from_the_page_and_from_osc(tmp_path):
+    """Four taps half a second apart: 120 BPM, timed where they arrive (a slow machine's jitter
+    of tens of milliseconds moves it by a few BPM, never back to where it was)."""
+    box = Box(tmp_path, config=WEB_CONFIG)
+    try:
+        base, token = split(box.ok("web-url"))
+
+        async def body(session, cookie):
+            async with session.ws_connect("/ws", headers={**cookie, "Origin": base}) as ws:
+                answers = []
+                for i in range(4):
+                    started = time.monotonic()
+                    await ws.send_str(json.dumps({"cmd": "tap", "id": i}))
+                    answers.append((await next_of(ws, "reply"))["ok"])
+                    await asyncio.sleep(max(0.0, started + 0.5 - time.monotonic()))
+                return answers
+
+        assert run(base, token, body) == [True] * 4
+        assert 105 <= float(box.ok("get", "tempo").split()[0]) <= 137
+        box.ok("set", "tempo", "90")
+        osc = Client(osc_port(box))
+        for _ in range(4):
+            started = time.monotonic()
+            osc.send("/tap")
+            time.sleep(max(0.0, started + 0.4 - time.monotonic()))
+        wait_until(lambda: 130 <= float(box.ok("get", "tempo").split()[0]) <= 170, 10, "150 BPM tapped over OSC")
+        assert json.loads(box.ok("status", "--json"))["last_error"] is None
+    finally:
+        box.stop()

@@ -43,7 +43,7 @@ class ControlLoop:
             SetParam: self._set, Action: self._act, Learn: self._learn, Unlearn: self._unlearn}
         self.actions: dict[str, Callable[[Action], None]] = {
             "start": self._transport, "continue": self._transport, "stop": self._transport,
-            "start_stop": self._transport, "panic": self._panic, "click": self._click}
+            "start_stop": self._transport, "panic": self._panic, "click": self._click, "tap_tempo": self._tap}
         self.jobs: list[tuple[Job, float]] = []
         self.wakes = 0
         self._pending: dict[str, SetParam] = {}
@@ -165,6 +165,12 @@ class ControlLoop:
 
     def _panic(self, action: Action) -> None:
         self.instrument.panic()
+
+    def _tap(self, action: Action) -> None:
+        """Tap tempo from OSC, the page or the socket: the same taps as a button's or a pad's."""
+        tempo = self.instrument.hardware.controls.tap.tap(action.time)
+        if tempo is not None:
+            self._set(SetParam("tempo", PARAMETERS.spec("tempo").clamp(tempo), f"tap tempo ({action.source})"))
 
     def _click(self, action: Action) -> None:
         self._set(SetParam("click", 1.0 - self.instrument.params.get("click"), action.source))

@@ -10,6 +10,7 @@ control loop's inbox; the answer comes once the loop has applied them, so a
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -33,7 +34,7 @@ class Commands:
             "preset": self.preset, "scene": self.scene, "learn": self.learn, "unlearn": self.unlearn,
             "reload": self.reload, "record": self.record,
             "midi": self.midi, "start": self.transport, "stop": self.transport, "continue": self.transport,
-            "panic": self.transport,
+            "panic": self.transport, "tap": self.tap,
             "logs": self.logs, "web": self.web,
         }
 
@@ -142,6 +143,11 @@ class Commands:
             action = "panic"
         self.api.submit(Action(action, 0, self.source, 0.0), ANSWER_SECONDS)
         return {"transport": action}
+
+    def tap(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Tap tempo: timed as it arrives (over WiFi a tap may wander by some milliseconds)."""
+        self.api.submit(Action("tap_tempo", 0, self.source, time.monotonic()), ANSWER_SECONDS)
+        return {"tapped": True}
 
     def reload(self, request: dict[str, Any]) -> dict[str, Any]:
         return {"changed": self.api.submit(Reload(), RELOAD_SECONDS)}

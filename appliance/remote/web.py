@@ -61,7 +61,7 @@ COOKIE_SECONDS = 400 * 24 * 3600    # the longest a browser keeps one
 # Verbs the page may use: all the socket's but reload (the config is a file, edited over SSH)
 # and web (the token it already has).
 VERBS = frozenset({"status", "get", "set", "params", "preset", "scene", "learn", "unlearn", "record",
-                   "midi", "start", "stop", "continue", "panic", "logs"})
+                   "midi", "start", "stop", "continue", "panic", "tap", "logs"})
 STATUS_KEYS = ("tempo", "bar", "beat", "transport", "notes", "late_notes", "xruns", "cpu_percent", "audio_lag_ms",
                "midi_devices", "safe_mode", "safe_mode_reasons", "last_error", "recording", "scene_pending",
                "presets", "scenes", "sync", "link_peers", "temperature_c")

@@ -50,6 +50,7 @@ function setConnection(on) {
 // -- sending ---------------------------------------------------------------------------------
 
 function send(command) {
+  if (command.cmd === "tap" && (inflight || queue.length)) return;   // a late tap would be a wrong tempo
   if (command.cmd === "set") latestSet.set(command.name, command);
   else if (queue.length < 32) queue.push(command);        // while disconnected: bounded
   pump();
