@@ -80,6 +80,7 @@ class Service:
         self.osc: OscServer | None = None
         self.web: WebServer | None = None
         self.announcer: Announcer | None = None
+        self._restarting: threading.Thread | None = None
         self.memory_locked = False
         self.persist = True                         # the state directory can be written
         self._instrument: Instrument | None = None
@@ -141,8 +142,11 @@ class Service:
         instrument.open(self.options.output)
         if instrument.orchestra_failed:
             self.enter_safe_mode("the orchestra does not compile")
+        # OSC and the page before the sound: their imports (aiohttp's take seconds on a slow
+        # board) and threads start while nothing is playing yet; and before the socket, so
+        # that when it answers, all of it is up
+        self._start_remote()
         instrument.perform(self.options.record)
-        self._start_remote()             # before the socket: when it answers, all of it is up
         if self.options.socket is not None:
             from appliance.service.api import ServiceApi
 
@@ -200,6 +204,16 @@ class Service:
             return None
         return server
 
+    def _restart_remote(self) -> None:
+        self._stop_remote()
+        self._start_remote()
+
+    def _settle_remote(self, timeout: float | None = None) -> None:
+        """Wait for a restart of OSC and the page that a reload began."""
+        restarting = self._restarting
+        if restarting is not None:
+            restarting.join(timeout)
+
     def _stop_remote(self) -> None:
         if self.announcer is not None:
             self.announcer.close()
@@ -239,12 +253,16 @@ class Service:
             return None
         reply = Reply()
         self.instrument.submit(dataclasses.replace(command, reply=reply))
-        return reply.wait(timeout)
+        answer = reply.wait(timeout)
+        if isinstance(command, Reload):
+            self._settle_remote(timeout)
+        return answer
 
     def close(self) -> None:
         notify("STOPPING=1")
         if self.server is not None:
             self.server.close()
+        self._settle_remote()
         self._stop_remote()
         instrument = self.instrument
         self.last_state.save(instrument.params.snapshot(), instrument.hardware.learned())
@@ -298,8 +316,9 @@ class Service:
         changed = self.instrument.reconfigure(new)
         old, self.config = self.config, new
         if (old.osc, old.web) != (new.osc, new.web):
-            self._stop_remote()
-            self._start_remote()
+            # on a thread of its own: a port, a thread and zeroconf's goodbye never hold the
+            # control loop (submit() waits for it before it answers the reload)
+            self._restarting = start_thread("remote-restart", self._restart_remote)
             changed.append("OSC and the web page")
         if self.safe_mode:
             self._leave_safe_mode()
