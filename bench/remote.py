@@ -23,6 +23,9 @@ With the web page (a websocket client speaking as the page does, aiohttp's):
   page_set_ms                 the page's "set" (a control moved) -> the box's reply, which
                               it sends once the control loop has applied the value
                               (Csound's channel set): N of them, 50 a second
+  browser_set_ms              the same from a real page in Debian's Chromium (selenium): the
+                              brightness slider's input event -> the reply handled by the
+                              page's script (skipped, saying why, where Chromium is missing)
   status_push                 frames a second a page receives, and the gaps between them
   clients                     N pages at once, each taking every push and moving a
                               control 10 times a second, for S seconds: late notes, xruns,
@@ -317,6 +320,7 @@ def web(pid: int, sock: Path, args: argparse.Namespace) -> dict:
 
     figures["one_page_open"] = asyncio.run(open_page_cost())
     figures["page_set_ms"] = stats(asyncio.run(page_sets(base, token, args.messages)))
+    figures["browser_set_ms"] = browser_sets(base + "/?token=" + token, min(args.messages, 500))
     figures["status_push"] = asyncio.run(pushes(base, token, 5.0))
     figures["clients"] = {}
     for count in (int(n) for n in args.clients.split(",")):
@@ -349,6 +353,46 @@ def thread_seconds(pid: int) -> dict[str, float]:
             continue
         found[name] = found.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return found
+
+
+# The page's own script is timed from inside: its `answered` (a global function of app.js) is
+# wrapped, and each reply to a brightness set moves the slider again.
+_BROWSER_SETS = """
+const done = arguments[arguments.length - 1], count = arguments[0];
+const range = document.getElementById("p-brightness"), original = answered, times = [];
+let sent = 0, started = 0;
+function next() {
+  if (times.length >= count) { answered = original; done(times); return; }
+  started = performance.now();
+  range.value = String((sent++ % 999) + 1);
+  range.dispatchEvent(new Event("input"));
+}
+answered = (reply) => {
+  original(reply);
+  if (reply.cmd === "set" && reply.name === "brightness") { times.push(performance.now() - started); next(); }
+};
+next();
+"""
+
+
+def browser_sets(url: str, count: int) -> dict:
+    try:
+        from tests.test_web import chromium
+
+        driver = chromium()
+    except Exception as exc:                        # no browser here: said, not fatal
+        return {"skipped": f"no Chromium: {str(exc).splitlines()[0][:200]}"}
+    try:
+        driver.set_script_timeout(120)
+        driver.get(url)
+        deadline = time.monotonic() + 30
+        while driver.find_element("id", "connection").text != "connected" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)
+        times = driver.execute_async_script(_BROWSER_SETS, count)
+    finally:
+        driver.quit()
+    return stats([t / 1000 for t in times])
 
 
 def cpu_seconds(pid: int) -> float:
