@@ -132,9 +132,10 @@ def run(tempo: float, seconds: float, loaded: bool, tmp: Path) -> dict:
     audio_rate: list[tuple[float, float]] = []     # (wall, audio) while the ticks are measured
 
     def note_audio_rate() -> None:
+        audio = instrument.audio_time()             # then the wall: never earlier than the truth
         now = time.monotonic()
         if not audio_rate or now - audio_rate[-1][0] > 1.0:
-            audio_rate.append((now, instrument.audio_time()))
+            audio_rate.append((now, audio))
 
     try:
         instrument.run(None, stop, on_tick=note_audio_rate)

@@ -84,8 +84,9 @@ def play_with_peer(tmp_path: Path, plan: dict, seconds: float, tempo: float,
     def watch() -> None:
         begun, pending = time.monotonic(), sorted(at, key=lambda a: a[0])
         while not stop.wait(0.002):
+            audio = instrument.audio_time()         # then the wall: never earlier than the truth
             now = time.monotonic()
-            walls.append((now, instrument.audio_time()))
+            walls.append((now, audio))
             tempos.append((now, instrument.params.get("tempo")))
             while pending and now - begun >= pending[0][0]:
                 pending.pop(0)[1](instrument)

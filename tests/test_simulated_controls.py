@@ -213,6 +213,31 @@ def test_midi_clock_goes_out_at_24_ticks_a_beat(tmp_path):
     assert len(ticks) > 48 and abs(len(ticks) - expected) <= 3
 
 
+def test_a_slow_pass_does_not_move_the_audio_clock_map(tmp_path):
+    """The loop passes watch_audio the time its pass began, before it composed; on a slow board
+    that is milliseconds stale.  The map must still put the samples where they are on the wall
+    clock: a stale reading placed them early, so every beat placed through it (MIDI clock and
+    notes out, MIDI and Link sync) sounded late by it (+1..5 ms on the arm64 root)."""
+    instrument = Instrument(config_module.load(None), CLICK_ONLY, simulate=True)
+    instrument.open(RealtimeOutput(backend="null", realtime_priority=0))
+    instrument.perform()
+    try:
+        deadline = time.monotonic() + 30
+        while instrument.audio_time() < 0.2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        lows = []                                    # the truth, as the sync tests take it
+        for _ in range(150):
+            audio = instrument.audio_time()
+            lows.append(time.monotonic() - audio)
+            time.sleep(0.002)
+        instrument.watch_audio(time.monotonic() - 5.0)   # a pass that began 5 s ago
+        placed = instrument.audio_clock.wall(0.0)
+    finally:
+        instrument.close()
+    assert instrument.audio_clock.observed
+    assert abs(placed - min(lows)) < 0.1, placed - min(lows)    # 5 s early before the fix
+
+
 @pytest.mark.parametrize("how", ["start", "continue"])
 def test_a_midi_clock_master_is_followed_in_phase(tmp_path, how):
     """A master at 127.37 BPM (the 0.1 BPM rounding drifted 2.6 ms per 20 s) starts (or, with a
@@ -241,7 +266,8 @@ def test_a_midi_clock_master_is_followed_in_phase(tmp_path, how):
             sim.send("Master", bytes([0xF8]))
             if tick % 24 == 0:
                 master.append(time.monotonic())
-            walls.append((time.monotonic(), instrument.audio_time()))
+            audio = instrument.audio_time()             # then the wall: never earlier than the truth
+            walls.append((time.monotonic(), audio))
 
     thread = threading.Thread(target=play_master)
     thread.start()

@@ -237,7 +237,12 @@ class Instrument:
         audio = self.audio_time()
         if audio <= 0:
             return                               # not performing yet: no sample to place
-        self.audio_clock.observe(now, audio)
+        # The wall clock is read after the samples, never before (not the pass's `now`, taken
+        # before it composed): a stale reading makes wall - audio too small, the lower envelope
+        # keeps the smallest, and every beat placed through it sounded that much late (+1..5 ms
+        # on the arm64 root, where a pass takes milliseconds).  Read after, it can only be too
+        # large, which the envelope discards.
+        self.audio_clock.observe(time.monotonic(), audio)
         lag = reporting.audio_lag_ms(self)
         if lag is not None:
             self.audio_watch.observe(now, lag)

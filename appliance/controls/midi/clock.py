@@ -109,9 +109,10 @@ def _slope(times: deque[float]) -> float:
 class AudioClockMap:
     """Where the audio clock's samples fall on the monotonic wall clock.
 
-    Each observation is (now, seconds of audio Csound has computed).  Their
-    difference is the wall time of sample 0 plus how long ago the last block
-    was computed, which is never negative: the lower envelope is the truth.
+    Each observation is (now, seconds of audio Csound has computed), `now`
+    read after the seconds.  Their difference is the wall time of sample 0
+    plus how long ago the last block was computed, which is never negative:
+    the lower envelope is the truth.
     The estimate is the minimum over the last `window` seconds, not over all
     time: the truth moves.  A sound card's crystal runs slower or faster than
     the system clock (50 ppm is 180 ms in an hour) and every xrun puts the
