@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
+from appliance.remote.web import BACKLOG, MAX_CONNECTIONS
 from tests.test_osc import Client, osc_port
 from tests.test_service import GOOD_CONFIG, Box
 
@@ -199,15 +200,28 @@ async def _fetch(session, cookie, path):
 
 
 def test_hostile_connections_are_bounded_and_the_music_plays_on(web_box):
-    """Idle sockets, junk bytes, a message over the limit and more pages than the box serves:
-    each is refused or closed, the page still works, and no note is late."""
+    """Idle sockets up to the limit and past it, junk bytes, a message over the limit and more
+    pages than the box serves: each is refused or closed, the page still works, and no note is late."""
     box, url = web_box
     base, token = split(url)
     host, port = urlsplit(base).hostname, urlsplit(base).port
-    idle = []
-    for _ in range(40):
-        sock = socket.create_connection((host, port), timeout=5)
-        idle.append(sock)
+    idle = [socket.create_connection((host, port), timeout=5) for _ in range(MAX_CONNECTIONS)]
+    # past the limit: a 503 (those accepted in the same go as the last idle ones count together,
+    # so a few more may still be let in: at most BACKLOG)
+    answers = []
+    for _ in range(BACKLOG + 1):
+        with socket.create_connection((host, port), timeout=10) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            answers.append(sock.recv(100))
+        if answers[-1].startswith(b"HTTP/1.1 503"):
+            break
+    assert answers[-1].startswith(b"HTTP/1.1 503"), answers
+    assert all(a.startswith(b"HTTP/1.1 401") for a in answers[:-1]), answers   # let in: no token
+    refused = json.loads(box.ok("status", "--json"))["web"]["refused"]
+    assert refused["connections"] == 1
+    for sock in idle[: MAX_CONNECTIONS // 2]:     # half let go: room again for what follows
+        sock.close()
+    idle = idle[MAX_CONNECTIONS // 2:]
     for junk in (b"\x00" * 5000 + b"\r\n\r\n", b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\n\r\n",
                  b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 5000 + b"\r\n", os.urandom(4096)):
         with socket.create_connection((host, port), timeout=5) as sock:

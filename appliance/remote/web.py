@@ -54,6 +54,13 @@ log = logging.getLogger("appliance.web")
 STATUS_HZ = 12.5               # pushes a second: "at least 10", with room for a late tick
 LISTS_EVERY = 12               # ticks between looks at the recordings and MIDI mappings (~1 s)
 MAX_CLIENTS = 16               # open websockets; more are refused (503)
+# TCP connections of any kind: the pages, their downloads and a browser's spares (it keeps up to 6
+# a host).  A LAN peer opening thousands would otherwise take every file descriptor the box has,
+# and the next recording or MIDI device would fail to open.  More are answered 503 and closed: at
+# most MAX_CONNECTIONS + BACKLOG are open, as the ones accepted in one go are counted together.
+MAX_CONNECTIONS = 64
+BACKLOG = 16
+IDLE_SECONDS = 30.0            # a connection with no request (or one never finished) for this long is closed
 MAX_MESSAGE = 16 * 1024        # bytes in one websocket message (a command is ~100)
 SEND_SECONDS = 10.0            # a client that takes no frame for this long is closed
 COOKIE = "appliance_token"
@@ -147,12 +154,16 @@ class WebServer:
         app.router.add_get("/style.css", self._file)
         app.router.add_get("/ws", self._websocket)
         app.router.add_get("/recordings/{name}", self._recording)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=IDLE_SECONDS)
         await runner.setup()
+        listener = None
         try:
-            site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
-            await site.start()
-            self.port = runner.addresses[0][1]
+            # our own listener rather than a TCPSite: each connection is admitted here, or refused
+            server = runner.server
+            assert server is not None
+            listener = await asyncio.get_running_loop().create_server(
+                lambda: self._admit(server), self.host or None, self.port, reuse_address=True, backlog=BACKLOG)
+            self.port = listener.sockets[0].getsockname()[1]
             self._ready.set()
             pusher = asyncio.create_task(self._push())
             await self._stopping.wait()
@@ -160,7 +171,16 @@ class WebServer:
             for client in list(self._clients):
                 await client.close()
         finally:
+            if listener is not None:
+                listener.close()
             await runner.cleanup()
+
+    def _admit(self, server: web.Server) -> asyncio.BaseProtocol:
+        """A new TCP connection: aiohttp's handler, or a 503 and close past MAX_CONNECTIONS."""
+        if len(server.connections) >= MAX_CONNECTIONS:
+            self.refused["connections"] += 1
+            return _Full()
+        return server()
 
     # -- every request: the token ------------------------------------------------------------
 
@@ -347,6 +367,15 @@ class _Client:
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await self.ws.close()
+
+
+class _Full(asyncio.Protocol):
+    """A connection over the limit: told so, and closed before anything is read."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        transport.close()
 
 
 def _same_origin(request: web.Request) -> bool:
