@@ -138,7 +138,8 @@ def audio_lag_ms(instrument: Instrument) -> float | None:
     """
     if instrument.performing_since is None:
         return None
-    return round(1000 * (time.monotonic() - instrument.performing_since - instrument.audio_time()), 1)
+    audio = instrument.audio_time()      # then the wall clock: a stale one would lower AudioWatch's floor
+    return round(1000 * (time.monotonic() - instrument.performing_since - audio), 1)
 
 
 def report(instrument: Instrument, figures: Stats, controls: dict[str, Any]) -> dict[str, Any]:
