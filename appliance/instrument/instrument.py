@@ -244,7 +244,9 @@ class Instrument:
         # large, which the envelope discards.
         self.audio_clock.observe(time.monotonic(), audio)
         lag = reporting.audio_lag_ms(self)
-        if lag is not None:
+        # An engine's first blocks come late on a slow board (170 ms on the arm64 root: the
+        # performance thread starting, the init pass): that is a start, not a stall of the music.
+        if lag is not None and audio >= reporting.AudioWatch.WARM_UP:
             self.audio_watch.observe(now, lag)
 
     def feed_clock_out(self, now: float) -> None:

@@ -64,10 +64,12 @@ class AudioWatch:
     well.  A stall (an xrun, a paused or starved engine) raises it: the null
     module then catches up, a sound card or JACK loses the time for good.
     Either way a rise of more than STALL_MS above the lowest lag of the last
-    `window` seconds is one stall, counted once however long it lasts.
+    `window` seconds is one stall, counted once however long it lasts.  An
+    engine is watched from its WARM_UP'th second of audio on.
     """
 
     STALL_MS = 20.0
+    WARM_UP = 0.5
 
     def __init__(self, window: float = 10.0) -> None:
         self.window = window
