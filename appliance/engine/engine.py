@@ -24,7 +24,7 @@ from pathlib import Path
 import ctcsound
 
 from appliance.engine.orchestra import REQUIRED_INSTRUMENTS, ClockLayout, Orchestra
-from appliance.engine.recorder import RING_CYCLES, WavRecorder
+from appliance.engine.recorder import MAX_DATA_BYTES, RING_CYCLES, WavRecorder
 from appliance.engine.rtprio import create_with_priority
 from appliance.errors import EngineError, OrchestraError
 
@@ -174,9 +174,10 @@ class Engine:
     def recording(self) -> WavRecorder | None:
         return self._recorder
 
-    def start_recording(self, path: Path, min_free: int) -> WavRecorder:
+    def start_recording(self, path: Path, min_free: int, max_data: int = MAX_DATA_BYTES) -> WavRecorder:
         """While performing: write what is heard from now on to `path` (24-bit WAV), until
-        stop_recording(), the engine closes, or the disk has less than `min_free` bytes left."""
+        stop_recording(), the engine closes, the disk has less than `min_free` bytes left, or the
+        file holds `max_data` bytes of audio (WAV's own limit unless told less)."""
         if self._thread is None or self._cs is None:
             raise EngineError("recording needs the engine performing")
         if self._recorder is not None:
@@ -186,7 +187,8 @@ class Engine:
         # the last recording's table and count must not be read as this one's
         cs.setControlChannel("record_table", 0.0)
         cs.setControlChannel("record_frames", 0.0)
-        recorder = WavRecorder(path, self.layout.sample_rate, frames, self.channel, cs.table, min_free=min_free)
+        recorder = WavRecorder(path, self.layout.sample_rate, frames, self.channel, cs.table, min_free=min_free,
+                               max_data=max_data)
         self._event([float(self._numbers["Recorder"]), 0.0, -1.0, float(frames)])
         self._recorder = recorder
         recorder.start()

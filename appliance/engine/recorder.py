@@ -6,6 +6,11 @@ milliseconds and appends them to a 24-bit WAV file.  The ring holds several
 seconds, so Python can stall that long without losing a sample; if it ever
 falls further behind, the lost frames are counted, never silently dropped.
 
+The file is ours, not the wave module's: written unbuffered, its header
+brought up to date after every chunk, so a write the OS refuses (a full
+disk, a file size limit) leaves no bytes in a Python buffer to fail again at
+close, and a box that loses power keeps a valid WAV up to the last chunk.
+
 Why not the performance thread's own record(): in Csound 6.18 its
 stopRecord() joins the writer thread while that thread waits on a condition
 only the performance thread signals, which deadlocks now and then and leaves
@@ -17,9 +22,10 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import shutil
+import struct
 import threading
-import wave
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,6 +36,19 @@ from appliance.engine.rtprio import start_thread
 log = logging.getLogger("appliance")
 
 RING_CYCLES = 4096     # ring size in k-cycles (about 5.5 s at 48 kHz, ksmps 64)
+SYNC_SECONDS = 1.0     # the thread syncs the file this often, so stop()'s last sync is short
+CHANNELS, SAMPLE_BYTES = 2, 3
+FRAME_BYTES = CHANNELS * SAMPLE_BYTES
+HEADER_BYTES = 44
+# RIFF sizes are 32-bit: 4 GiB of data, about 4 h 8 min at 48 kHz.  Past it a WAV is unreadable,
+# so the recording ends there, complete.
+MAX_DATA_BYTES = (2**32 - 1 - 36) // FRAME_BYTES * FRAME_BYTES
+
+
+def wav_header(sample_rate: int, data_bytes: int) -> bytes:
+    """The 44-byte header of a PCM WAV file, 24-bit stereo, holding `data_bytes` of frames."""
+    return struct.pack("<4sL4s4sLHHLLHH4sL", b"RIFF", 36 + data_bytes, b"WAVE", b"fmt ", 16, 1, CHANNELS,
+                       sample_rate, sample_rate * FRAME_BYTES, FRAME_BYTES, 8 * SAMPLE_BYTES, b"data", data_bytes)
 
 
 def to_pcm24(samples: np.ndarray) -> bytes:
@@ -42,22 +61,25 @@ class WavRecorder:
     """Drains the engine's record ring into a WAV file."""
 
     def __init__(self, path: Path, sample_rate: int, frames: int,
-                 channel: Callable[[str], float], table: Callable[[int], np.ndarray], min_free: int = 0) -> None:
+                 channel: Callable[[str], float], table: Callable[[int], np.ndarray], min_free: int = 0,
+                 max_data: int = MAX_DATA_BYTES) -> None:
         self.path = path
         self.frames_written = 0           # of the current engine's ring (0 again after a restart)
         self.frames_total = 0             # in the file
         self.frames_lost = 0
         self.min_free = min_free          # bytes the disk keeps free: below, the recording ends
-        self.ended: str | None = None     # why it ended by itself (the disk), or None
+        self.max_data = max_data // FRAME_BYTES * FRAME_BYTES
+        self.ended: str | None = None     # why it ended by itself (the disk, the WAV limit), or None
+        self.sample_rate = sample_rate
         self._ring = frames
         self._channel = channel
         self._table = table
-        self._file = path.open("wb")                # both stay open until stop()
-        self._wav = wave.open(self._file, "wb")  # noqa: SIM115
-        self._wav.setnchannels(2)
-        self._wav.setsampwidth(3)
-        self._wav.setframerate(sample_rate)
-        self.sample_rate = sample_rate
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            self._write(wav_header(sample_rate, 0))
+        except OSError:
+            os.close(self._fd)
+            raise
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -79,14 +101,49 @@ class WavRecorder:
         self.start()
 
     def stop(self) -> None:
-        """Stop the thread, write the rest (while the engine is still open), close the file."""
+        """Stop the thread, write the rest (while the engine is still open), close the file.
+        Never raises: what could not be written was already reported in `ended`."""
         self.detach()
+        if self._fd < 0:
+            return
         try:
-            self._wav.close()
-        except OSError as exc:            # a full disk: the header may say less than the file holds
-            log.error("closing the recording %s: %s", self.path, exc.strerror or exc)
+            self._sync()                  # a stopped recording is on the card, not in the page cache
         finally:
-            self._file.close()
+            os.close(self._fd)
+            self._fd = -1
+
+    def _sync(self) -> None:
+        try:
+            os.fdatasync(self._fd)
+        except OSError as exc:
+            log.error("syncing the recording %s: %s", self.path, exc.strerror or exc)
+
+    def _write(self, data: bytes) -> None:
+        """All of `data` at the end of the file, or OSError (os.write may write part of it)."""
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view):]
+
+    def _append(self, pcm: bytes) -> None:
+        """Whole frames after the last ones, then the header that counts them.  On OSError the
+        file is cut back to the frames it held before, so it stays valid."""
+        whole = HEADER_BYTES + FRAME_BYTES * self.frames_total
+        try:
+            self._write(pcm)
+        except OSError:
+            try:
+                os.ftruncate(self._fd, whole)
+                os.lseek(self._fd, whole, os.SEEK_SET)
+            except OSError:
+                pass
+            raise
+        self.frames_total += len(pcm) // FRAME_BYTES
+        # rewriting 44 bytes in place needs no new block: it works on a full disk too
+        os.pwrite(self._fd, wav_header(self.sample_rate, FRAME_BYTES * self.frames_total), 0)
+
+    def _end(self, reason: str) -> None:
+        self.ended = f"the recording {self.path} ended: {reason}"
+        log.error("%s", self.ended)
 
     def drain(self) -> None:
         if self.ended is not None:
@@ -95,35 +152,28 @@ class WavRecorder:
         available = int(self._channel("record_frames"))
         if number <= 0 or available <= self.frames_written:
             return
-        if available - self.frames_written > self._ring - 1024:
-            lost = available - self.frames_written - (self._ring - 1024)
-            self.frames_lost += lost
-            self._wav.writeframes(b"\0" * 6 * lost)   # keep the file's timeline whole
-            self.frames_written += lost
-            self.frames_total += lost
+        lost = max(0, available - self.frames_written - (self._ring - 1024))
         ring = self._table(number)
-        start, end = self.frames_written % self._ring, available % self._ring
+        start, end = (self.frames_written + lost) % self._ring, available % self._ring
         chunk = ring[2 * start:2 * end].copy() if start < end else np.concatenate([ring[2 * start:], ring[:2 * end]])
+        pcm = b"\0" * FRAME_BYTES * lost + to_pcm24(chunk)     # silence keeps the file's timeline whole
+        room = max(0, self.max_data - FRAME_BYTES * self.frames_total)
         try:
-            if self.min_free and shutil.disk_usage(self.path.parent).free - 6 * len(chunk) < self.min_free:
+            if self.min_free and shutil.disk_usage(self.path.parent).free - len(pcm) < self.min_free:
                 raise OSError(errno.ENOSPC, "the disk is nearly full")
-            self._wav.writeframes(to_pcm24(chunk))
-            self.frames_total += len(chunk) // 2
-        except OSError as exc:
-            # the file so far stays a valid WAV (a partly written chunk cut off, stop() writes the
-            # header); the music plays on
-            self.ended = f"the recording {self.path} ended: {exc.strerror or exc}"
-            try:
-                whole = 44 + 6 * self.frames_total          # the header, and the frames written whole
-                if self._file.tell() > whole:
-                    self._file.truncate(whole)
-                    self._file.seek(whole)
-            except OSError:
-                pass
-            log.error("%s", self.ended)
+            self._append(pcm[:room])
+        except OSError as exc:           # the file so far stays a valid WAV; the music plays on
+            self._end(exc.strerror or str(exc))
             return
+        self.frames_lost += lost
         self.frames_written = available
+        if len(pcm) > room:
+            self._end(f"a WAV file holds at most {self.max_data // FRAME_BYTES / self.sample_rate / 3600:.1f} hours")
 
     def _loop(self) -> None:
+        synced = 0
         while not self._stop.wait(0.05):
             self.drain()
+            if self.frames_total - synced >= SYNC_SECONDS * self.sample_rate:
+                synced = self.frames_total
+                self._sync()
