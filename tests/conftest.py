@@ -100,3 +100,18 @@ def _no_instrument_left_running():
             box.process.kill()
             box.process.communicate(timeout=30)
     Box.started.clear()
+
+
+def audio_to_wall(walls: list[tuple[float, float]], seconds: np.ndarray, window: float = 1.0) -> np.ndarray:
+    """Where audio `seconds` sounded on the wall clock, from (wall, audio seconds) readings taken
+    audio first: the lower envelope of wall - audio (a late reading only raises it), near each one.
+    Near, not over the whole run, as the box's AudioClockMap does: the audio clock may run a little
+    fast or slow against the wall (a sound card's crystal; the null module catching up after the
+    machine starved it), and one offset for a whole run would turn that drift into phase error."""
+    readings = np.asarray(walls, dtype=float)
+    offsets = readings[:, 0] - readings[:, 1]
+    walls_at = []
+    for at in np.atleast_1d(seconds):
+        near = np.abs(readings[:, 1] - at) <= window / 2
+        walls_at.append(at + (offsets[near].min() if near.any() else offsets.min()))
+    return np.array(walls_at)

@@ -29,7 +29,7 @@ from appliance.engine.analysis import onsets, read_wav
 from appliance.engine.engine import RealtimeOutput
 from appliance.instrument.instrument import Instrument
 from tests import netns
-from tests.conftest import CLICK_ONLY
+from tests.conftest import CLICK_ONLY, audio_to_wall
 
 PEER = Path(__file__).with_name("link_peer.py")
 
@@ -104,9 +104,9 @@ def play_with_peer(tmp_path: Path, plan: dict, seconds: float, tempo: float,
         other.terminate()
         other.wait(10)
     audio, rate = read_wav(take)
-    offset = min(wall - audio for wall, audio in walls)         # wall time of audio second 0
     found = onsets(audio)
-    return Played(clicks=offset + found / rate, downbeat=np.array([_downbeat(audio, s, rate) for s in found]),
+    return Played(clicks=audio_to_wall(walls, found / rate),
+                  downbeat=np.array([_downbeat(audio, s, rate) for s in found]),
                   readings=np.array(json.loads(peer_out.read_text())["readings"], dtype=float), tempos=tempos,
                   report=instrument.report())
 

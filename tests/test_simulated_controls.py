@@ -13,7 +13,7 @@ from appliance.controls.inbox import SetParam
 from appliance.engine.analysis import onsets, read_wav
 from appliance.engine.engine import FileOutput, RealtimeOutput
 from appliance.instrument.instrument import Instrument
-from tests.conftest import CLICK_ONLY, ideal_steps
+from tests.conftest import CLICK_ONLY, audio_to_wall, ideal_steps
 
 CONTROLS = """
 [midi]
@@ -277,8 +277,7 @@ def test_a_midi_clock_master_is_followed_in_phase(tmp_path, how):
         thread.join()
         instrument.close()
     audio, rate = read_wav(take)
-    offset = min(wall - audio for wall, audio in walls)  # wall time of audio second 0 (lower envelope)
-    ours = [offset + sample / rate for sample in onsets(audio)]
+    ours = list(audio_to_wall(walls, onsets(audio) / rate))
     errors = []
     for beat in master[2:]:                              # locked within 2 beats of the Start
         nearest = min(ours, key=lambda t: abs(t - beat))
