@@ -142,10 +142,13 @@ def round_trips(port: int, count: int) -> list[float]:
 
 # -- the web page -----------------------------------------------------------------------------
 
-async def _page(base: str, token: str):
+async def _page(base: str, token: str, phone: int = 0):
+    """A page, from its own loopback address (127.0.0.2 and up: each a phone of its own, as the box
+    admits at most MAX_PER_PEER connections from one address)."""
     import aiohttp
 
-    session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+    connector = aiohttp.TCPConnector(local_addr=(f"127.0.0.{2 + phone}", 0))
+    session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(), connector=connector)
     ws = await session.ws_connect(base + "/ws", headers={"Cookie": f"appliance_token={token}", "Origin": base},
                                   max_msg_size=1 << 20)
     return session, ws
@@ -211,7 +214,7 @@ async def many_pages(base: str, token: str, count: int, seconds: float) -> dict:
 
     async def page(index: int) -> dict:
         try:
-            session, ws = await _page(base, token)
+            session, ws = await _page(base, token, index)
         except aiohttp.WSServerHandshakeError as exc:
             return {"refused": exc.status}
         frames = sets = 0

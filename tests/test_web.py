@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
-from appliance.remote.web import BACKLOG, MAX_CONNECTIONS
+from appliance.remote.web import MAX_CONNECTIONS, MAX_PER_PEER
 from tests.test_osc import Client, osc_port
 from tests.test_service import GOOD_CONFIG, Box
 
@@ -205,23 +205,30 @@ def test_hostile_connections_are_bounded_and_the_music_plays_on(web_box):
     box, url = web_box
     base, token = split(url)
     host, port = urlsplit(base).hostname, urlsplit(base).port
-    idle = [socket.create_connection((host, port), timeout=5) for _ in range(MAX_CONNECTIONS)]
-    # past the limit: a 503 (those accepted in the same go as the last idle ones count together,
-    # so a few more may still be let in: at most BACKLOG)
-    answers = []
-    for _ in range(BACKLOG + 1):
-        with socket.create_connection((host, port), timeout=10) as sock:
+
+    def connect(source: str) -> socket.socket:       # 127.0.0.0/8 is all this machine's: other peers
+        return socket.create_connection((host, port), timeout=10, source_address=(source, 0))
+
+    def ask(source: str) -> bytes:
+        with connect(source) as sock:
             sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            answers.append(sock.recv(100))
-        if answers[-1].startswith(b"HTTP/1.1 503"):
-            break
-    assert answers[-1].startswith(b"HTTP/1.1 503"), answers
-    assert all(a.startswith(b"HTTP/1.1 401") for a in answers[:-1]), answers   # let in: no token
+            return sock.recv(100)
+
+    # one machine holding connections open takes its share, not the page
+    idle = [connect("127.0.0.2") for _ in range(MAX_PER_PEER)]
+    assert ask("127.0.0.2").startswith(b"HTTP/1.1 503")
+    # several machines: up to the limit of all, then 503 for anyone
+    idle += [connect(f"127.0.0.{3 + i // MAX_PER_PEER}") for i in range(MAX_CONNECTIONS - MAX_PER_PEER)]
+    assert ask("127.0.0.9").startswith(b"HTTP/1.1 503")
     refused = json.loads(box.ok("status", "--json"))["web"]["refused"]
-    assert refused["connections"] == 1
+    assert refused["connections"] == 1 and refused["connections from one address"] == 1
     for sock in idle[: MAX_CONNECTIONS // 2]:     # half let go: room again for what follows
         sock.close()
     idle = idle[MAX_CONNECTIONS // 2:]
+    deadline = time.monotonic() + 20                 # once the box has seen them close: let in (no token)
+    while not (answer := ask("127.0.0.2")).startswith(b"HTTP/1.1 401") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert answer.startswith(b"HTTP/1.1 401"), answer
     for junk in (b"\x00" * 5000 + b"\r\n\r\n", b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\n\r\n",
                  b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 5000 + b"\r\n", os.urandom(4096)):
         with socket.create_connection((host, port), timeout=5) as sock:

@@ -56,9 +56,12 @@ LISTS_EVERY = 12               # ticks between looks at the recordings and MIDI 
 MAX_CLIENTS = 16               # open websockets; more are refused (503)
 # TCP connections of any kind: the pages, their downloads and a browser's spares (it keeps up to 6
 # a host).  A LAN peer opening thousands would otherwise take every file descriptor the box has,
-# and the next recording or MIDI device would fail to open.  More are answered 503 and closed: at
-# most MAX_CONNECTIONS + BACKLOG are open, as the ones accepted in one go are counted together.
+# and the next recording or MIDI device would fail to open.  More are answered 503 and closed.
 MAX_CONNECTIONS = 64
+# ... and of those, from one address: one machine holding its connections open cannot lock the
+# page out for the others.  A browser keeps 6 a host, and a websocket a tab on top: 24 is room
+# for every page the box serves (MAX_CLIENTS) from one laptop.
+MAX_PER_PEER = 24
 BACKLOG = 16
 IDLE_SECONDS = 30.0            # a connection with no request (or one never finished) for this long is closed
 MAX_MESSAGE = 16 * 1024        # bytes in one websocket message (a command is ~100)
@@ -176,11 +179,7 @@ class WebServer:
             await runner.cleanup()
 
     def _admit(self, server: web.Server) -> asyncio.BaseProtocol:
-        """A new TCP connection: aiohttp's handler, or a 503 and close past MAX_CONNECTIONS."""
-        if len(server.connections) >= MAX_CONNECTIONS:
-            self.refused["connections"] += 1
-            return _Full()
-        return server()
+        return _Gate(server, self.refused)
 
     # -- every request: the token ------------------------------------------------------------
 
@@ -369,13 +368,35 @@ class _Client:
             await self.ws.close()
 
 
-class _Full(asyncio.Protocol):
-    """A connection over the limit: told so, and closed before anything is read."""
+class _Gate(asyncio.Protocol):
+    """A new TCP connection, handed to aiohttp's handler; or, past MAX_CONNECTIONS in all or
+    MAX_PER_PEER from its address, told 503 and closed before anything is read.  A gate and not
+    a check in the factory, because only connection_made knows the peer."""
+
+    def __init__(self, server: web.Server, refused: Counter[str]) -> None:
+        self._server = server
+        self._refused = refused
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
+        peer = _address(transport)
+        handlers = self._server.connections
+        if len(handlers) >= MAX_CONNECTIONS:
+            self._refused["connections"] += 1
+        elif sum(_address(h.transport) == peer for h in handlers if h.transport is not None) >= MAX_PER_PEER:
+            self._refused["connections from one address"] += 1
+        else:
+            handler = self._server()
+            transport.set_protocol(handler)     # from now on the transport talks to aiohttp
+            handler.connection_made(transport)
+            return
         transport.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
         transport.close()
+
+
+def _address(transport: asyncio.BaseTransport) -> str | None:
+    peer = transport.get_extra_info("peername")
+    return peer[0] if isinstance(peer, tuple) else None
 
 
 def _same_origin(request: web.Request) -> bool:
