@@ -186,9 +186,9 @@ def test_the_socket_option_stands_anywhere(argv):
 
 
 @contextlib.contextmanager
-def playing(instrument: Instrument) -> Iterator[threading.Thread]:
+def playing(instrument: Instrument, **output: int) -> Iterator[threading.Thread]:
     """The instrument in real time (null audio), its loop on a thread, stopped and closed after."""
-    instrument.open(RealtimeOutput(backend="null", realtime_priority=0))
+    instrument.open(RealtimeOutput(backend="null", realtime_priority=0, **output))
     instrument.perform()
     stop = threading.Event()
     runner = threading.Thread(target=instrument.run, args=(None, stop))
@@ -249,3 +249,19 @@ def test_the_audio_lag_shows_time_the_audio_did_not_compute():
     report = instrument.report()
     assert report["audio_stalls"] == 1 and report["audio_stall_worst_ms"] >= 400
     assert report["xruns"] == 0                       # where the message count sees nothing
+
+
+def test_a_big_output_buffer_is_not_a_stall_and_a_stall_still_is():
+    """With -b 4096 (85 ms) the null module computes a buffer, then sleeps: the lag saws by a
+    buffer while all is well (4 stalls in 3 s were counted).  A real stall still counts, once."""
+    import time
+
+    instrument = Instrument(Config())
+    with playing(instrument, buffer=4096, hardware_buffer=8192):
+        time.sleep(3.0)
+        assert instrument.audio_watch.stalls == 0, instrument.audio_watch.worst_ms
+        instrument.engine._thread.pause()
+        time.sleep(0.6)
+        instrument.engine._thread.play()
+        time.sleep(0.5)
+    assert instrument.report()["audio_stalls"] == 1

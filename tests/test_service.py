@@ -489,6 +489,23 @@ def test_reload_refuses_an_orchestra_that_does_not_compile(box, tmp_path):
     assert json.loads(box.ok("status", "--json"))["notes"] > after["notes"]
 
 
+def test_a_reload_onto_a_smaller_buffer_is_not_an_audio_stall(tmp_path):
+    """The lag of a new engine is judged against its own: from -b 4096 to 256 the lag rises by
+    about a buffer (85 ms), which the window of the engine before would have counted as a stall."""
+    audio = '[audio]\nbackend = "null"\nbuffer = {}\nhardware_buffer = {}\n'
+    box = Box(tmp_path, config=audio.format(4096, 8192))
+    try:
+        time.sleep(2.0)
+        box.config.write_text(audio.format(256, 1024))
+        assert "engine restarted" in box.ok("reload")
+        time.sleep(2.0)
+        status = json.loads(box.ok("status", "--json"))
+    finally:
+        report = box.stop()
+    assert status["audio_lag_ms"] > -30                  # the new engine's lag: about -b 256 (5 ms) below 0
+    assert report["audio_stalls"] == 0
+
+
 def test_an_engine_restart_keeps_the_recording_the_counts_and_the_length(tmp_path):
     orchestra = tmp_path / "mine.orc"
     default = Path(__file__).resolve().parents[1] / "orchestras" / "default.orc"

@@ -22,7 +22,7 @@ from appliance.controls.hardware import Hardware
 from appliance.controls.inbox import Command, Inbox
 from appliance.controls.midi.clock import AudioClockMap, ClockOutFeed
 from appliance.controls.midi.notes import NoteRecorder
-from appliance.engine.engine import Engine, FileOutput, Output
+from appliance.engine.engine import Engine, FileOutput, Output, RealtimeOutput
 from appliance.engine.orchestra import Orchestra
 from appliance.engine.recorder import WavRecorder
 from appliance.errors import ApplianceError, OrchestraError
@@ -157,6 +157,8 @@ class Instrument:
             self.orchestra_failed = True
         self.orchestra_text = orchestra.text
         self.audio_clock = AudioClockMap()        # a new engine counts its samples from 0
+        buffer = driver.output.buffer if isinstance(driver.output, RealtimeOutput) else 0
+        self.audio_watch.restart(1000 * buffer / self.layout.sample_rate)
         self.midi_sync.lock.restart()
         self.link_sync.lock.restart()
         # every parameter, the generator's too: a held chord lets go when its voice is turned off

@@ -64,8 +64,11 @@ class AudioWatch:
     well.  A stall (an xrun, a paused or starved engine) raises it: the null
     module then catches up, a sound card or JACK loses the time for good.
     Either way a rise of more than STALL_MS above the lowest lag of the last
-    `window` seconds is one stall, counted once however long it lasts.  An
-    engine is watched from its WARM_UP'th second of audio on.
+    `window` seconds is one stall, counted once however long it lasts.  The
+    audio advances a whole output buffer (-b) at a time, so the lag saws up
+    and down by one buffer while all is well: that much more is allowed.  An
+    engine is watched from its WARM_UP'th second of audio on, against its own
+    lags only: a restarted one may settle at another (a new buffer size).
     """
 
     STALL_MS = 20.0
@@ -77,6 +80,14 @@ class AudioWatch:
         self.worst_ms = 0.0
         self._lows: deque[tuple[float, float]] = deque()     # (when, lag), lags rising
         self._stalled = False
+        self._allowed = self.STALL_MS
+
+    def restart(self, buffer_ms: float) -> None:
+        """A new engine, computing `buffer_ms` at a time: the lags of the one before are no
+        floor for its own (the counts go on)."""
+        self._lows.clear()
+        self._stalled = False
+        self._allowed = self.STALL_MS + buffer_ms
 
     def observe(self, now: float, lag_ms: float) -> None:
         while self._lows and self._lows[-1][1] >= lag_ms:
@@ -86,9 +97,9 @@ class AudioWatch:
             self._lows.popleft()
         excess = lag_ms - self._lows[0][1]
         self.worst_ms = max(self.worst_ms, excess)
-        if excess > self.STALL_MS and not self._stalled:
+        if excess > self._allowed and not self._stalled:
             self.stalls += 1
-        self._stalled = excess > self.STALL_MS
+        self._stalled = excess > self._allowed
 
 
 @dataclass(frozen=True)
