@@ -149,8 +149,12 @@ async def _page(base: str, token: str, phone: int = 0):
 
     connector = aiohttp.TCPConnector(local_addr=(f"127.0.0.{2 + phone}", 0))
     session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(), connector=connector)
-    ws = await session.ws_connect(base + "/ws", headers={"Cookie": f"appliance_token={token}", "Origin": base},
-                                  max_msg_size=1 << 20)
+    try:
+        ws = await session.ws_connect(base + "/ws", headers={"Cookie": f"appliance_token={token}", "Origin": base},
+                                      max_msg_size=1 << 20)
+    except BaseException:
+        await session.close()             # a refused page leaves no connection behind
+        raise
     return session, ws
 
 
