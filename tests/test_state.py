@@ -157,3 +157,40 @@ def test_a_learned_mapping_for_an_unknown_parameter_is_left_out(tmp_path):
     _, learned = LastState(path, problems.append).load()
     assert [m.param for m in learned] == ["reverb"]
     assert any("unknown parameter 'wobble'" in p for p in problems)
+
+
+def test_the_last_state_is_written_off_the_loop_and_a_clean_stop_keeps_the_latest(tmp_path):
+    """The loop's job hands each change to the state-writer thread; save() at a clean stop waits
+    for a write under way and keeps the latest; a failed write is reported from the loop's side."""
+    import threading
+
+    from appliance.service.last_state import LastState
+
+    path = tmp_path / "state.json"
+    problems: list[str] = []
+    last = LastState(path, problems.append)
+    writers: list[str] = []
+    original = last._write
+
+    def noting(current):                       # the real write, noting which thread does it
+        writers.append(threading.current_thread().name)
+        return original(current)
+
+    last._write = noting
+    values = {"tempo": 100.0}
+    job = last.job(lambda: (dict(values), []))
+    job(0.0)
+    values["tempo"] = 120.0
+    last.save(dict(values, swing=60.0), [])    # a clean stop while (or after) the first is written
+    last.close()
+    assert writers and writers[0].startswith("state-writer")
+    kept = state.load(path, "state").data
+    assert kept is not None and kept["params"]["tempo"] == 120.0 and kept["params"]["swing"] == 60.0
+    assert problems == []
+
+    (tmp_path / "a file").write_text("")
+    broken = LastState(tmp_path / "a file" / "state.json", problems.append)   # its directory is a file
+    job = broken.job(lambda: ({"tempo": 90.0}, []))
+    job(0.0)
+    broken.close()                              # waits for the write, and reports its failure
+    assert len(problems) == 1 and "cannot save the last state" in problems[0]

@@ -1,12 +1,16 @@
 """The last state: parameter values and learned MIDI mappings, kept across restarts.
 
 Restored at start (a damaged file falls back to its previous copy, see
-state.py) and saved from the control loop every few seconds when it changed,
-and once more at a clean stop.
+state.py) and saved every few seconds when it changed, and once more at a
+clean stop.  The control loop takes the snapshot; a thread of its own writes
+it, because a save fsyncs twice, and on an SD card busy with a recording's
+writeback an fsync can take longer than the loop's lookahead: the notes it
+owes would come late.  One write at a time, the latest snapshot next.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +30,8 @@ class LastState:
         self.report = report            # where problems go: the log, status and the report
         self.enabled = True             # False: never written (safe mode, a read-only state directory)
         self._saved: dict[str, Any] | None = None
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="state-writer")
+        self._writing: concurrent.futures.Future[tuple[dict[str, Any], str | None]] | None = None
 
     def load(self) -> tuple[dict[str, float], list[Mapping]]:
         """The values and learned mappings saved last; what cannot be read is reported and skipped."""
@@ -46,26 +52,49 @@ class LastState:
         return values, learned
 
     def save(self, values: dict[str, float], learned: list[Mapping]) -> None:
-        """Write it if it changed since the last save."""
-        if not self.enabled:
-            return
-        current = _document(values, learned)
-        if current == self._saved:
-            return
-        try:
-            state.save(self.path, "state", current)
-            self._saved = current
-        except OSError as exc:
-            self.report(f"cannot save the last state: {exc}")
+        """Write it now if it changed since the last save (a clean stop: after the write under way)."""
+        self._collect(wait=True)
+        if self.enabled:
+            self._outcome(*self._write(_document(values, learned)))
+
+    def close(self) -> None:
+        self._collect(wait=True)
+        self._writer.shutdown(wait=True)
 
     def job(self, snapshot: Callable[[], tuple[dict[str, float], list[Mapping]]]) -> Callable[[float], float]:
-        """A control-loop job that saves every SAVE_EVERY seconds."""
+        """A control-loop job: every SAVE_EVERY seconds, hand what changed to the writer."""
 
         def save(now: float) -> float:
-            self.save(*snapshot())
+            self._collect(wait=False)
+            if self.enabled and self._writing is None:    # one at a time: the next pass takes the latest
+                current = _document(*snapshot())
+                if current != self._saved:
+                    self._writing = self._writer.submit(self._write, current)
             return time.monotonic() + SAVE_EVERY
 
         return save
+
+    def _write(self, current: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+        if current == self._saved:
+            return current, None
+        try:
+            state.save(self.path, "state", current)
+        except OSError as exc:
+            return current, f"cannot save the last state: {exc}"
+        return current, None
+
+    def _collect(self, wait: bool) -> None:
+        """The outcome of the write under way, once it is done (in the caller's thread: the loop's)."""
+        if self._writing is None or not (wait or self._writing.done()):
+            return
+        writing, self._writing = self._writing, None
+        self._outcome(*writing.result())
+
+    def _outcome(self, written: dict[str, Any], problem: str | None) -> None:
+        if problem is None:
+            self._saved = written
+        else:
+            self.report(problem)
 
 
 def _document(values: dict[str, float], learned: list[Mapping]) -> dict[str, Any]:

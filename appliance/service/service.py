@@ -266,6 +266,7 @@ class Service:
         self._stop_remote()
         instrument = self.instrument
         self.last_state.save(instrument.params.snapshot(), instrument.hardware.learned())
+        self.last_state.close()
         if instrument.engine.is_open:
             self._mark_good()                       # a clean stop is not a crash
         instrument.close()
