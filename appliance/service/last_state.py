@@ -18,6 +18,7 @@ from typing import Any
 
 from appliance.controls.midi.mapping import ACTIONS as MIDI_ACTIONS
 from appliance.controls.midi.mapping import Mapping
+from appliance.engine.rtprio import name_this_thread
 from appliance.params import PARAMETERS
 from appliance.service import state
 
@@ -30,7 +31,8 @@ class LastState:
         self.report = report            # where problems go: the log, status and the report
         self.enabled = True             # False: never written (safe mode, a read-only state directory)
         self._saved: dict[str, Any] | None = None
-        self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="state-writer")
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="state-writer",
+                                                             initializer=name_this_thread, initargs=("state-writer",))
         self._writing: concurrent.futures.Future[tuple[dict[str, Any], str | None]] | None = None
 
     def load(self) -> tuple[dict[str, float], list[Mapping]]:
