@@ -51,6 +51,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from summary import ms_stats as stats
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -243,14 +244,6 @@ async def many_pages(base: str, token: str, count: int, seconds: float) -> dict:
         return {"frames": frames, "sets": sets}
 
     return {"pages": await asyncio.gather(*(page(i) for i in range(count)))}
-
-
-def stats(values: list[float]) -> dict:
-    if not values:
-        return {"count": 0}
-    ms = np.array(values) * 1000
-    return {"count": len(values), "p50": round(float(np.percentile(ms, 50)), 3),
-            "p99": round(float(np.percentile(ms, 99)), 3), "max": round(float(ms.max()), 3)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,19 +29,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+from summary import ms_stats as figures
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from appliance.service import state  # noqa: E402
 from appliance.service.last_state import LastState  # noqa: E402
-
-
-def figures(seconds: list[float]) -> dict:
-    ms = np.array(seconds) * 1000
-    return {"count": len(ms), "p50": round(float(np.percentile(ms, 50)), 3),
-            "p99": round(float(np.percentile(ms, 99)), 3), "max": round(float(ms.max()), 3)}
 
 
 def main(argv: list[str] | None = None) -> int:
