@@ -101,22 +101,27 @@ class WavRecorder:
         self.start()
 
     def stop(self) -> None:
-        """Stop the thread, write the rest (while the engine is still open), close the file.
-        Never raises: what could not be written was already reported in `ended`."""
+        """Stop the thread, write the rest (while the engine is still open): the file is complete
+        when this returns.  Never raises: what could not be written is in `ended`.  The last sync
+        and the close go on in a thread of their own, because this is called from the control
+        loop, and an fsync on a busy SD card can outlast its lookahead."""
         self.detach()
-        if self._fd < 0:
-            return
-        try:
-            self._sync()                  # a stopped recording is on the card, not in the page cache
-        finally:
-            os.close(self._fd)
-            self._fd = -1
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            start_thread("recorder", lambda: self._finish(fd), daemon=False)   # the process waits for it
 
-    def _sync(self) -> None:
+    def _finish(self, fd: int) -> None:
         try:
-            os.fdatasync(self._fd)
+            self._datasync(fd)            # a stopped recording is on the card, not in the page cache
+        finally:
+            os.close(fd)
+
+    def _datasync(self, fd: int) -> None:
+        try:
+            os.fdatasync(fd)
         except OSError as exc:
             log.error("syncing the recording %s: %s", self.path, exc.strerror or exc)
+
 
     def _write(self, data: bytes) -> None:
         """All of `data` at the end of the file, or OSError (os.write may write part of it)."""
@@ -146,7 +151,7 @@ class WavRecorder:
         log.error("%s", self.ended)
 
     def drain(self) -> None:
-        if self.ended is not None:
+        if self.ended is not None or self._fd < 0:       # ended, or stopped
             return
         number = int(self._channel("record_table"))
         available = int(self._channel("record_frames"))
@@ -176,4 +181,4 @@ class WavRecorder:
             self.drain()
             if self.frames_total - synced >= SYNC_SECONDS * self.sample_rate:
                 synced = self.frames_total
-                self._sync()
+                self._datasync(self._fd)
