@@ -7,9 +7,10 @@ seconds, so Python can stall that long without losing a sample; if it ever
 falls further behind, the lost frames are counted, never silently dropped.
 
 The file is ours, not the wave module's: written unbuffered, its header
-brought up to date after every chunk, so a write the OS refuses (a full
-disk, a file size limit) leaves no bytes in a Python buffer to fail again at
-close, and a box that loses power keeps a valid WAV up to the last chunk.
+brought up to date after every chunk: a write the OS refuses (a full disk,
+a file size limit) leaves no bytes in a Python buffer to fail again at
+close, and with a sync each second a box that loses power should keep a WAV
+that plays up to about its last sync (reasoned, not tested).
 
 Why not the performance thread's own record(): in Csound 6.18 its
 stopRecord() joins the writer thread while that thread waits on a condition
