@@ -37,7 +37,7 @@ from appliance.engine.rtprio import start_thread
 log = logging.getLogger("appliance")
 
 RING_CYCLES = 4096     # ring size in k-cycles (about 5.5 s at 48 kHz, ksmps 64)
-SYNC_SECONDS = 1.0     # the thread syncs the file this often, so stop()'s last sync is short
+SYNC_SECONDS = 1.0     # the thread syncs the file this often: little is left for the last sync
 CHANNELS, SAMPLE_BYTES = 2, 3
 FRAME_BYTES = CHANNELS * SAMPLE_BYTES
 HEADER_BYTES = 44
@@ -122,7 +122,6 @@ class WavRecorder:
             os.fdatasync(fd)
         except OSError as exc:
             log.error("syncing the recording %s: %s", self.path, exc.strerror or exc)
-
 
     def _write(self, data: bytes) -> None:
         """All of `data` at the end of the file, or OSError (os.write may write part of it)."""
